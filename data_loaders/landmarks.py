@@ -1,0 +1,122 @@
+"""Landmark normalisation and orientation-safe augmentation.
+
+Default ``"wrist"``: landmarks in pixel units (normalised coords times image
+width/height, so the aspect ratio is right), centred on the wrist and divided
+by the hand size (see :func:`hand_size`). It needs nothing but the landmarks
+and the image size (in every JPEG header), so it works unchanged when a model
+is deployed and there is no ground-truth box.
+
+``"bbox"`` reproduces the seed: per-axis normalisation by the annotated box,
+clamped to [0, 1]. It distorts the aspect ratio, clips points outside the box
+and needs the box; keep it for reproduction only.
+
+Valid augmentations are horizontal flips (a mirrored left hand is a right hand
+with the same gesture), small rotations and scale jitter. Vertical flips and
+large rotations are not: peace/peace_inverted, stop/stop_inverted,
+two_up/two_up_inverted and like/dislike differ only by orientation.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+METHODS = ("wrist", "bbox")
+#: Rotations beyond this turn one class into another (e.g. like into dislike).
+MAX_SAFE_ROTATION_DEG = 30.0
+
+# (a, b) node pairs whose longest length defines the hand size; all lie on the
+# palm, so the size does not change when fingers bend.
+_SIZE_PAIRS = np.array([(0, 9), (5, 17), (0, 5), (0, 17)])
+
+
+def to_pixels(landmarks: np.ndarray, image_size: np.ndarray) -> np.ndarray:
+    """``(N,21,2)`` normalised coords times ``(N,2)`` (width, height) -> pixels."""
+    return landmarks * image_size[:, None, :].astype(np.float32)
+
+
+def hand_size(landmarks_px: np.ndarray) -> np.ndarray:
+    """Longest of wrist-middle MCP, index-pinky MCP, wrist-index MCP, wrist-pinky MCP; ``(N,)``."""
+    d = landmarks_px[:, _SIZE_PAIRS[:, 0]] - landmarks_px[:, _SIZE_PAIRS[:, 1]]
+    return np.linalg.norm(d, axis=-1).max(axis=1)
+
+
+def normalize_landmarks(
+    landmarks: np.ndarray,
+    method: str = "wrist",
+    *,
+    image_size: np.ndarray | None = None,
+    bbox: np.ndarray | None = None,
+) -> np.ndarray:
+    """Normalise ``(N,21,2)`` image-normalised landmarks; returns float32 ``(N,21,2)``.
+
+    ``image_size`` ``(N,2)`` is needed for ``"wrist"``, ``bbox`` ``(N,4)`` for ``"bbox"``.
+    """
+    lm = np.asarray(landmarks, dtype=np.float32)
+    if lm.ndim != 3 or lm.shape[1:] != (21, 2):
+        raise ValueError(f"landmarks must be (N, 21, 2), got {lm.shape}")
+    if method == "wrist":
+        if image_size is None:
+            raise ValueError("method 'wrist' needs image_size (width, height) per hand")
+        px = to_pixels(lm, np.asarray(image_size, dtype=np.float32).reshape(-1, 2))
+        centred = px - px[:, :1, :]
+        size = hand_size(px)
+        size = np.where(size > 1e-6, size, 1.0).astype(np.float32)
+        return (centred / size[:, None, None]).astype(np.float32)
+    if method == "bbox":
+        if bbox is None:
+            raise ValueError("method 'bbox' needs the annotated box per hand")
+        b = np.asarray(bbox, dtype=np.float32).reshape(-1, 4)
+        xy, wh = b[:, None, :2], np.maximum(b[:, None, 2:], 1e-6)
+        return np.clip((lm - xy) / wh, 0.0, 1.0).astype(np.float32)
+    raise ValueError(f"unknown landmark normalisation {method!r}; choose from {METHODS}")
+
+
+def flip_center(method: str) -> float:
+    """The x coordinate a horizontal flip mirrors about, for a normalisation."""
+    return 0.0 if method == "wrist" else 0.5
+
+
+def augment_landmarks(
+    x: torch.Tensor,
+    *,
+    method: str = "wrist",
+    generator: torch.Generator | None = None,
+    flip_p: float = 0.5,
+    max_rotation_deg: float = 15.0,
+    scale_range: tuple[float, float] = (0.9, 1.1),
+    jitter: float = 0.01,
+) -> torch.Tensor:
+    """Randomly flip horizontally, rotate (small), scale and jitter a ``(B,21,2)`` batch.
+
+    Works on whatever device ``x`` is on; ``generator`` must live on that device.
+    """
+    if max_rotation_deg > MAX_SAFE_ROTATION_DEG:
+        raise ValueError(
+            f"rotation of {max_rotation_deg} deg would turn orientation-paired gestures into each other; "
+            f"keep it at most {MAX_SAFE_ROTATION_DEG}"
+        )
+    b = x.shape[0]
+    dev = x.device
+    c = flip_center(method)
+    center = torch.tensor([c, 0.0 if method == "wrist" else 0.5], device=dev, dtype=x.dtype)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, device=dev, generator=generator, dtype=x.dtype)
+
+    out = x - center
+    flip = rand(b) < flip_p
+    out = torch.where(flip[:, None, None], out * torch.tensor([-1.0, 1.0], device=dev, dtype=x.dtype), out)
+    theta = (rand(b) * 2 - 1) * math.radians(max_rotation_deg)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B,2,2)
+    out = out @ rot.transpose(1, 2)
+    lo, hi = scale_range
+    out = out * (lo + (hi - lo) * rand(b))[:, None, None]
+    if jitter > 0:
+        out = out + jitter * torch.randn(out.shape, device=dev, generator=generator, dtype=x.dtype)
+    out = out + center
+    if method == "bbox":
+        out = out.clamp(0.0, 1.0)
+    return out
