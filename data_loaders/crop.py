@@ -1,0 +1,409 @@
+"""The crop step: one square crop per annotated hand, plus the manifest.
+
+Every image model reads these crops, so the expensive work (decoding 1080p
+JPEGs) happens once. For each hand the square is centred on the annotated box,
+its side ``max(w, h) * box_scale`` in pixels, padded with a constant where it
+leaves the image, and resized to ``size``. Hands are grouped by image so each
+image is decoded once, at the smallest JPEG draft scale that still gives the
+crop at least ``size`` pixels per side.
+
+Resumable: a crop file that exists is kept (only its image header is read to
+fill the manifest line); every file is written atomically, so an existing file
+is always complete. Nothing bad in the data raises inside a worker: a missing,
+corrupt or truncated image, or a box that leaves no pixels, becomes a counted
+skip naming the file, listed in ``skipped.csv`` and in the summary.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import os
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .classes import ClassSet, make_class_set
+from .errors import DataError
+from .hagrid import HagridAnnotations, HandRecord, SkipLog, add_dataset_arguments, class_set_from_args, load_hagrid
+from .image_io import IMAGE_NOT_FOUND, atomic_save_jpeg, atomic_write_text, image_size, is_temp_file, open_rgb
+from .manifest import (
+    CROP_INFO_NAME, MANIFEST_NAME, SKIPPED_NAME, CropInfo, load_crop_info, write_crop_info, write_manifest,
+)
+
+DEFAULT_SIZE = 128
+DEFAULT_BOX_SCALE = 1.5
+JPEG_QUALITY = 95
+RESAMPLE = "bicubic"
+FILL = 0  # PIL's crop pads with 0 (black) outside the image
+
+WRITTEN, REUSED, SKIPPED = "written", "reused", "skipped"
+
+
+def default_workers() -> int:
+    """min(usable CPUs, 8): decoding scales with cores, more only adds memory."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+def crop_path(record: HandRecord) -> str:
+    """Path of a hand's crop, relative to the crops directory."""
+    return f"{record.split}/{record.label}/{record.key}.jpg"
+
+
+def square_box(bbox: Sequence[float], image_wh: tuple[int, int], box_scale: float) -> tuple[int, int, int]:
+    """``(x0, y0, side)`` in source pixels: the square centred on the box, side ``max(w, h) * box_scale``.
+
+    Integers, so the manifest's ``crop_box`` describes the crop exactly.
+    """
+    x, y, w, h = bbox
+    W, H = image_wh
+    side = max(1, round(max(w * W, h * H) * box_scale))
+    cx, cy = (x + w / 2) * W, (y + h / 2) * H
+    return round(cx - side / 2), round(cy - side / 2), side
+
+
+def box_problem(bbox: Sequence[float], image_wh: tuple[int, int]) -> tuple[str, str] | None:
+    """``(reason, detail)`` when a box has less than one pixel inside the image, else None."""
+    x, y, w, h = bbox
+    W, H = image_wh
+    if w * W < 1 or h * H < 1:
+        return "zero_size_box", f"box is {w * W:.2f}x{h * H:.2f} px in a {W}x{H} image"
+    ix = min(W, (x + w) * W) - max(0.0, x * W)
+    iy = min(H, (y + h) * H) - max(0.0, y * H)
+    if ix < 1 or iy < 1:
+        return "box_outside_image", f"box {list(bbox)} has no pixel inside the {W}x{H} image"
+    return None
+
+
+def draft_request(image_wh: tuple[int, int], sides: Iterable[int], size: int) -> tuple[int, int] | None:
+    """Smallest decode size at which every square of ``sides`` px still has >= ``size`` px.
+
+    JPEG draft picks the largest 1/2^k scale that keeps the image at least this big.
+    """
+    smallest = min(sides, default=0)
+    if smallest <= size:
+        return None
+    f = size / smallest
+    return math.ceil(image_wh[0] * f), math.ceil(image_wh[1] * f)
+
+
+def cut_square(img: Image.Image, box: tuple[int, int, int], size: int) -> Image.Image:
+    """Crop the square ``box`` (source pixels) from ``img`` (decoded at ``img.info['scale']``), padded, resized."""
+    s = img.info.get("scale", 1.0)
+    x0, y0, side = box
+    fx0, fy0, fx1, fy1 = x0 * s, y0 * s, (x0 + side) * s, (y0 + side) * s
+    ix0, iy0, ix1, iy1 = math.floor(fx0), math.floor(fy0), math.ceil(fx1), math.ceil(fy1)
+    region = img.crop((ix0, iy0, ix1, iy1))  # zero-filled where it leaves the image
+    return region.resize((size, size), Image.Resampling.BICUBIC,
+                         box=(fx0 - ix0, fy0 - iy0, fx1 - ix0, fy1 - iy0))
+
+
+# --------------------------------------------------------------------------- #
+# worker side: one image, all its hands; never raises
+# --------------------------------------------------------------------------- #
+_SETTINGS: dict = {}
+
+# one hand of a task: (row index, absolute crop path, bbox)
+Hand = tuple[int, str, tuple[float, float, float, float]]
+# one hand's result: (row index, status, image_size | None, crop_box | None, reason, detail)
+Result = tuple[int, str, "tuple[int, int] | None", "tuple[int, int, int] | None", str, str]
+
+
+def _init_worker(settings: dict) -> None:
+    _SETTINGS.clear()
+    _SETTINGS.update(settings)
+
+
+def crop_image(task: tuple[str, list[Hand]]) -> list[Result]:
+    """Crop every hand of one image. Any failure becomes a skip result, never an exception."""
+    path, hands = task
+    try:
+        return _crop_image(path, hands, **_SETTINGS)
+    except Exception as e:  # a worker must never die with a traceback
+        return [(i, SKIPPED, None, None, "crop_error", f"{type(e).__name__}: {e}") for i, _, _ in hands]
+
+
+def _image_problem(e: DataError) -> str:
+    return "missing_image" if e.problem == IMAGE_NOT_FOUND else "corrupt_image"
+
+
+def _crop_image(path: str, hands: list[Hand], *, size: int, box_scale: float, quality: int,
+                overwrite: bool) -> list[Result]:
+    todo = [h for h in hands if overwrite or not os.path.exists(h[1])]
+    todo_idx = {h[0] for h in todo}
+    img = None
+    try:
+        if todo:
+            def want(wh: tuple[int, int]) -> tuple[int, int] | None:
+                return draft_request(wh, (square_box(b, wh, box_scale)[2] for _, _, b in todo), size)
+            img = open_rgb(path, draft_to=want)
+            wh = img.info["original_size"]
+        else:
+            wh = image_size(path)  # header only: the crops exist
+    except DataError as e:
+        return [(i, SKIPPED, None, None, _image_problem(e), e.problem) for i, _, _ in hands]
+    out: list[Result] = []
+    for i, dest, bbox in hands:
+        bad = box_problem(bbox, wh)
+        if bad:
+            out.append((i, SKIPPED, wh, None, *bad))
+            continue
+        box = square_box(bbox, wh, box_scale)
+        if i not in todo_idx:
+            out.append((i, REUSED, wh, box, "", ""))
+            continue
+        atomic_save_jpeg(cut_square(img, box, size), dest, quality)
+        out.append((i, WRITTEN, wh, box, "", ""))
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# main side
+# --------------------------------------------------------------------------- #
+@dataclass
+class CropSummary:
+    """What a crop run produced and everything it left out, by reason."""
+
+    out_dir: Path
+    splits: list[str]
+    class_names: list[str]
+    written: Counter = field(default_factory=Counter)  # (split, label) -> crops written
+    reused: Counter = field(default_factory=Counter)  # (split, label) -> existing crops kept
+    skipped: SkipLog = field(default_factory=SkipLog)  # hands whose image could not be cropped
+    annotation_skipped: SkipLog = field(default_factory=SkipLog)  # from load_hagrid
+    annotation_degraded: SkipLog = field(default_factory=SkipLog)  # kept without landmarks
+    excluded: SkipLog = field(default_factory=lambda: SkipLog(entries=None))  # outside the class set
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def n_written(self) -> int:
+        return sum(self.written.values())
+
+    @property
+    def n_reused(self) -> int:
+        return sum(self.reused.values())
+
+    @property
+    def n_crops(self) -> int:
+        return self.n_written + self.n_reused
+
+    def crops(self, split: str, label: str) -> int:
+        return self.written[split, label] + self.reused[split, label]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{split: {label: crops}}`` (written + reused), every class listed."""
+        return {s: {c: self.crops(s, c) for c in self.class_names} for s in self.splits}
+
+    def lines(self) -> list[str]:
+        rate = self.n_written / self.seconds if self.seconds > 0 else 0.0
+        out = [f"crops in {self.out_dir}: {self.n_crops} (written {self.n_written}, reused {self.n_reused}) "
+               f"in {self.seconds:.1f} s ({rate:.0f} written/s)"]
+        width = max([len(c) for c in self.class_names] + [5])
+        head = f"  {'class':<{width}}" + "".join(f" {s + ' new':>11} {s + ' kept':>11}" for s in self.splits)
+        out.append(head)
+        for c in self.class_names:
+            out.append(f"  {c:<{width}}" + "".join(f" {self.written[s, c]:>11} {self.reused[s, c]:>11}"
+                                                    for s in self.splits))
+        out.append(f"  {'total':<{width}}" + "".join(
+            f" {sum(self.written[s, c] for c in self.class_names):>11}"
+            f" {sum(self.reused[s, c] for c in self.class_names):>11}" for s in self.splits))
+        for title, log in (("hands skipped while cropping", self.skipped),
+                           ("hands skipped in the annotations", self.annotation_skipped),
+                           ("hands kept without landmarks", self.annotation_degraded),
+                           ("excluded by the class set (not errors)", self.excluded)):
+            if log.counts:
+                out.append(f"{title}: {log.total}")
+                out.extend("  " + line for line in log.summary_lines())
+        out.extend(f"warning: {w}" for w in self.warnings)
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def _check_settings(out_dir: Path, info: CropInfo, overwrite: bool) -> None:
+    """Refuse to mix crops made with other pixel settings into one directory."""
+    if overwrite or not (out_dir / CROP_INFO_NAME).is_file():
+        return
+    old = load_crop_info(out_dir)
+    diff = old.pixel_differences(info)
+    if diff:
+        raise DataError(out_dir / CROP_INFO_NAME,
+                        f"existing crops were made with other settings ({'; '.join(diff)}); "
+                        "use --overwrite to redo them or choose another --out")
+
+
+def _remove_stray_temp_files(dirs: Iterable[Path]) -> int:
+    """Delete temporary files left by an interrupted run (never complete crops)."""
+    n = 0
+    for d in dirs:
+        try:
+            entries = list(os.scandir(d))
+        except FileNotFoundError:
+            continue
+        for e in entries:
+            if is_temp_file(e.name):
+                os.unlink(e.path)
+                n += 1
+    return n
+
+
+def _manifest_entry(r: HandRecord, wh: tuple[int, int], box: tuple[int, int, int]) -> dict:
+    lm = None if r.landmarks is None else np.round(r.landmarks.astype(np.float64), 6).tolist()
+    return {
+        "key": r.key, "uuid": r.uuid, "hand": r.hand, "split": r.split, "label": r.label,
+        "user_id": r.user_id, "crop": crop_path(r), "image": str(r.image_path), "image_size": list(wh),
+        "bbox": list(r.bbox), "crop_box": list(box), "landmarks": lm, "leading_hand": r.leading_hand,
+    }
+
+
+def write_skipped_csv(path: Path, summary: CropSummary) -> int:
+    """Every hand that got no crop, and every hand kept without its landmarks, one row each."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "uuid", "hand", "reason", "outcome", "detail"])
+    n = 0
+    for log, outcome in ((summary.annotation_skipped, "skipped"), (summary.skipped, "skipped"),
+                         (summary.annotation_degraded, "kept_without_landmarks")):
+        for e in log.entries or ():
+            w.writerow([e.file, e.uuid or "", "" if e.hand is None else e.hand, e.reason, outcome, e.detail])
+            n += 1
+    atomic_write_text(path, buf.getvalue())
+    return n
+
+
+def crop_dataset(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    class_set: ClassSet | None = None,
+    size: int = DEFAULT_SIZE,
+    box_scale: float = DEFAULT_BOX_SCALE,
+    workers: int | None = None,
+    splits: Sequence[str] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    annotations: HagridAnnotations | None = None,
+) -> CropSummary:
+    """Crop every hand of ``class_set`` in ``data_dir`` into ``out_dir``; see the module docstring.
+
+    Writes ``<out>/<split>/<label>/<uuid>_<hand>.jpg``, ``manifest.jsonl``,
+    ``crop_info.json`` and ``skipped.csv``. ``annotations`` may be passed when
+    already loaded (same class set and splits). Returns the summary.
+    """
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    if not box_scale > 0:
+        raise ValueError(f"box_scale must be > 0, got {box_scale}")
+    t0 = time.perf_counter()
+    data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
+    class_set = class_set or make_class_set()
+    ann = annotations if annotations is not None else load_hagrid(data_dir, class_set, splits=splits)
+    records = ann.records
+    if not records:
+        raise DataError(data_dir, f"no hands of the class set ({', '.join(class_set.names)}) found"
+                        + (f" in split(s) {', '.join(splits)}" if splits else ""))
+    info = CropInfo(size=size, box_scale=float(box_scale), class_names=class_set.to_list(), source=str(data_dir),
+                    format=ann.format, quality=JPEG_QUALITY, resample=RESAMPLE, fill=FILL,
+                    splits=list(splits) if splits else None)
+    _check_settings(out_dir, info, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_crop_info(out_dir, info)  # first, so an interrupted run is checked on resume
+
+    by_image: dict[Path, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        by_image[r.image_path].append(i)
+    dirs = {out_dir / r.split / r.label for r in records}
+    _remove_stray_temp_files([out_dir, *dirs])
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    tasks = [(str(p), [(i, str(out_dir / crop_path(records[i])), records[i].bbox) for i in idx])
+             for p, idx in by_image.items()]
+    settings = {"size": size, "box_scale": float(box_scale), "quality": JPEG_QUALITY, "overwrite": overwrite}
+
+    results: list[Result | None] = [None] * len(records)
+    n_workers = default_workers() if workers is None else max(1, workers)
+    bar = tqdm(total=len(tasks), unit="img", desc="crop", disable=not progress, smoothing=0.05)
+    try:
+        if n_workers == 1:
+            _init_worker(settings)
+            for task in tasks:
+                for res in crop_image(task):
+                    results[res[0]] = res
+                bar.update()
+        else:
+            chunk = max(1, min(64, len(tasks) // (n_workers * 16)))
+            with Pool(n_workers, initializer=_init_worker, initargs=(settings,)) as pool:
+                for out in pool.imap_unordered(crop_image, tasks, chunksize=chunk):
+                    for res in out:
+                        results[res[0]] = res
+                    bar.update()
+    finally:
+        bar.close()
+
+    summary = CropSummary(out_dir=out_dir, splits=ann.splits, class_names=class_set.to_list(),
+                          annotation_skipped=ann.skipped, annotation_degraded=ann.degraded,
+                          excluded=ann.excluded, warnings=list(ann.warnings))
+    entries = []
+    for r, res in zip(records, results):
+        _, status, wh, box, reason, detail = res
+        if status == SKIPPED:
+            summary.skipped.add(reason, r.image_path, r.uuid, detail, hand=r.hand)
+            continue
+        (summary.written if status == WRITTEN else summary.reused)[r.split, r.label] += 1
+        entries.append(_manifest_entry(r, wh, box))
+    write_manifest(out_dir / MANIFEST_NAME, entries)
+    write_skipped_csv(out_dir / SKIPPED_NAME, summary)
+    info.counts = summary.counts()
+    write_crop_info(out_dir, info)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+# --------------------------------------------------------------------------- #
+# command line: `hand-gestures crop`
+# --------------------------------------------------------------------------- #
+def _positive(kind: type):
+    def parse(s: str):
+        v = kind(s)
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+        return v
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_dataset_arguments(parser)
+    parser.add_argument("--out", type=Path, default=Path("data/crops"), help="crops directory (default: data/crops)")
+    parser.add_argument("--size", type=_positive(int), default=DEFAULT_SIZE,
+                        help=f"crop side in pixels (default: {DEFAULT_SIZE}; the 64x64 CNN input is resized from it)")
+    parser.add_argument("--box-scale", type=_positive(float), default=DEFAULT_BOX_SCALE,
+                        help=f"square side = max(box w, h) x this (default: {DEFAULT_BOX_SCALE}; HaGRID uses 1-2)")
+    parser.add_argument("--workers", type=_positive(int), default=None,
+                        help="decoding processes (default: min(CPUs, 8))")
+    parser.add_argument("--splits", nargs="+", default=None, help="only these splits (e.g. val test)")
+    parser.add_argument("--overwrite", action="store_true", help="redo crops that already exist")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    splits = [s for arg in args.splits for s in arg.split(",") if s] if args.splits else None
+    summary = crop_dataset(args.data_dir, args.out, class_set=class_set_from_args(args), size=args.size,
+                           box_scale=args.box_scale, workers=args.workers, splits=splits,
+                           overwrite=args.overwrite, progress=not args.no_progress)
+    print(summary)
+    print(f"manifest: {summary.out_dir / MANIFEST_NAME}")
+    return 0

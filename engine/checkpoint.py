@@ -1,0 +1,159 @@
+"""Self-describing checkpoints, written atomically.
+
+A checkpoint carries the weights and everything needed to rebuild and use the
+model without the code that trained it: model name, hyperparameters, class
+names in order, input preprocessing, landmark normalisation; plus optimizer,
+scheduler, epoch, best metric and history so ``--resume`` can continue.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from data_loaders.errors import CheckpointMismatchError
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "model_name", "hparams", "num_classes", "class_names", "preprocessing", "state_dict")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """Save to a temp file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DDP / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def make_checkpoint(
+    model: nn.Module,
+    *,
+    model_name: str,
+    class_names: Sequence[str],
+    preprocessing: dict,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    epoch: int = 0,
+    best_metric: float | None = None,
+    args: dict | None = None,
+    history: list[dict] | None = None,
+    extra: dict | None = None,
+) -> dict:
+    m = unwrap(model)
+    return {
+        "format_version": FORMAT_VERSION,
+        "model_name": model_name,
+        "hparams": dict(getattr(m, "hparams", {})),
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "preprocessing": dict(preprocessing),
+        "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": epoch,
+        "best_metric": best_metric,
+        "args": dict(args or {}),
+        "history": list(history or []),
+        **(extra or {}),
+    }
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict) -> Path:
+    atomic_torch_save(checkpoint, path)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint and check it is one of ours; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # truncated / not a torch file
+        raise CheckpointMismatchError(f"{path}: cannot read checkpoint ({e})") from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
+        missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+        raise CheckpointMismatchError(f"{path}: not a hand-gestures checkpoint (missing {missing})")
+    if ckpt["format_version"] > FORMAT_VERSION:
+        raise CheckpointMismatchError(f"{path}: format version {ckpt['format_version']} is newer than {FORMAT_VERSION}")
+    return ckpt
+
+
+def check_compatible(
+    ckpt: dict,
+    path: str | Path,
+    *,
+    model_name: str | None = None,
+    class_names: Sequence[str] | None = None,
+    hparams: dict | None = None,
+    preprocessing: dict | None = None,
+) -> None:
+    """Raise :class:`CheckpointMismatchError` listing every difference from what is asked for."""
+    diffs = []
+    if model_name is not None and ckpt["model_name"] != model_name:
+        diffs.append(f"model: checkpoint has {ckpt['model_name']!r}, asked for {model_name!r}")
+    if class_names is not None and list(ckpt["class_names"]) != list(class_names):
+        a, b = list(ckpt["class_names"]), list(class_names)
+        diffs.append(f"classes: checkpoint has {len(a)} {a}, asked for {len(b)} {b}")
+    for label, want, have in (("hparam", hparams, ckpt["hparams"]), ("preprocessing", preprocessing, ckpt["preprocessing"])):
+        for k, v in (want or {}).items():
+            if k in have and _norm(have[k]) != _norm(v):
+                diffs.append(f"{label} {k}: checkpoint has {have[k]!r}, asked for {v!r}")
+    if diffs:
+        raise CheckpointMismatchError(f"{path}: checkpoint does not match:\n  " + "\n  ".join(diffs))
+
+
+def _norm(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def build_model(ckpt: dict, path: str | Path = "<checkpoint>") -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights (never downloads weights)."""
+    from model_classes import create_model
+
+    hparams = dict(ckpt["hparams"])
+    if "weights" in hparams:
+        hparams["weights"] = None  # the checkpoint holds the trained weights
+    model = create_model(ckpt["model_name"], ckpt["num_classes"], **hparams)
+    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    if missing or unexpected:
+        raise CheckpointMismatchError(
+            f"{path}: weights do not fit model {ckpt['model_name']!r}: "
+            f"missing {list(missing)[:8]}{'...' if len(missing) > 8 else ''}, "
+            f"unexpected {list(unexpected)[:8]}{'...' if len(unexpected) > 8 else ''}"
+        )
+    return model
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu", **expect: Any) -> tuple[nn.Module, dict]:
+    """Load a checkpoint, check it against ``expect`` (see :func:`check_compatible`), rebuild the model."""
+    ckpt = load_checkpoint(path, map_location)
+    check_compatible(ckpt, path, **expect)
+    return build_model(ckpt, path), ckpt

@@ -1,0 +1,191 @@
+"""The main job: crop -> train all five models -> evaluate -> report, in minutes on a CPU.
+
+With no ``--data-dir`` it first generates the synthetic demonstration set
+(HaGRID v2 layout, see :mod:`data_loaders.synth`) and runs the real code path on
+it; with ``--data-dir`` pointing at HaGRID (or the sample) it runs the same steps
+there. Finished steps are reused on a rerun (crops, finished checkpoints;
+interrupted training resumes) unless ``--restart`` is given.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+from .checkpoint import load_checkpoint
+from .train import FitResult, TrainConfig, fit
+
+MODELS = ("mlp", "gcn", "cnn", "resnet34", "fusion")  # fusion last: it starts from resnet34 + gcn
+
+#: CPU-sized settings. Landmark models get many cheap epochs; ResNet-34 trains from scratch (no ImageNet
+#: weights offline) for a few epochs; fusion starts from the trained ResNet-34 and GCN with frozen branches.
+CPU_PLAN: dict[str, dict] = {
+    "mlp": dict(epochs=150, patience=30, hparams={}),
+    "gcn": dict(epochs=150, patience=30, hparams={}),
+    "cnn": dict(epochs=30, patience=0, hparams={}),
+    "resnet34": dict(epochs=4, patience=0, hparams={"weights": None}, lr=1e-3, scheduler="onecycle"),
+    "fusion": dict(epochs=4, patience=0, hparams={"freeze_branches": True}, lr=1e-3),
+}
+
+
+@dataclass
+class DemoConfig:
+    data_dir: str | None = None  # None: the synthetic set
+    work_dir: str = "."
+    synth_dir: str = "data/synthetic"
+    final_models: str = "final_models"
+    graphs_dir: str = "graphs"
+    reports_dir: str = "reports"
+    models: Sequence[str] = MODELS
+    restart: bool = False
+    device: str = "auto"
+    seed: int = 0
+    epochs_scale: float = 1.0  # <1 shortens every run (tests)
+    synth_subjects: int | None = None
+    synth_images_per_subject: int | None = None
+    pretrained: str | None = None  # ResNet-34 weights: "imagenet" or a path; None trains from scratch
+    progress: bool = True
+    plan: dict = field(default_factory=lambda: {k: dict(v) for k, v in CPU_PLAN.items()})
+
+
+def _p(cfg: DemoConfig, rel: str) -> Path:
+    return Path(cfg.work_dir) / rel
+
+
+def _crops_dir(cfg: DemoConfig, data_dir: Path) -> Path:
+    return _p(cfg, f"data/crops_{data_dir.resolve().name}")
+
+
+def _finished(cfg: TrainConfig, epochs: int, patience: int) -> bool:
+    """A checkpoint pair from a completed run with the same data and settings."""
+    best, last = Path(cfg.out_dir, f"{cfg.name}.pt"), Path(cfg.out_dir, f"{cfg.name}.last.pt")
+    if not (best.is_file() and last.is_file()):
+        return False
+    ck = load_checkpoint(last)
+    args = ck.get("args", {})
+    same = (Path(args.get("crops_dir", "")).resolve() == Path(cfg.crops_dir).resolve()
+            and args.get("epochs") == epochs and args.get("hparams") == cfg.hparams and args.get("seed") == cfg.seed)
+    done = ck["epoch"] + 1 >= epochs or (patience and ck.get("bad_epochs", 0) >= patience)
+    return bool(same and done)
+
+
+def _resumable(cfg: TrainConfig, epochs: int) -> bool:
+    last = Path(cfg.out_dir, f"{cfg.name}.last.pt")
+    if not last.is_file():
+        return False
+    args = load_checkpoint(last).get("args", {})
+    return (Path(args.get("crops_dir", "")).resolve() == Path(cfg.crops_dir).resolve()
+            and args.get("epochs") == epochs and args.get("hparams") == cfg.hparams)
+
+
+def train_configs(cfg: DemoConfig, crops_dir: Path) -> list[tuple[TrainConfig, int, int]]:
+    out = []
+    for name in cfg.models:
+        plan = dict(cfg.plan[name])
+        epochs = max(1, round(plan.pop("epochs") * cfg.epochs_scale))
+        patience = plan.pop("patience")
+        hparams = dict(plan.pop("hparams"))
+        if name == "resnet34" and cfg.pretrained:
+            hparams["weights"] = cfg.pretrained
+        init_from = {}
+        if name == "fusion":
+            init_from = {m: str(_p(cfg, cfg.final_models) / f"{m}.pt") for m in ("resnet34", "gcn")}
+        tc = TrainConfig(model=name, crops_dir=str(crops_dir), out_dir=str(_p(cfg, cfg.final_models)),
+                         graphs_dir=str(_p(cfg, cfg.graphs_dir)), epochs=epochs, patience=patience,
+                         hparams=hparams, seed=cfg.seed, device=cfg.device, init_from=init_from,
+                         progress=cfg.progress, tensorboard=False, **plan)
+        out.append((tc, epochs, patience))
+    return out
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """Run every step; returns paths and the comparison."""
+    from data_loaders.classes import make_class_set
+    from data_loaders.dataset_summary import draw_samples, summarize, write_summary_json
+    from data_loaders.hagrid import load_hagrid
+
+    from .evaluate import evaluate_checkpoints
+    from .pipeline import ensure_crops
+    from .report import build_report
+
+    t_start = time.perf_counter()
+    say = print if cfg.progress else (lambda *a, **k: None)
+    graphs = _p(cfg, cfg.graphs_dir)
+    if cfg.data_dir is None:
+        from data_loaders.synth import generate_synthetic_hagrid
+
+        data_dir = _p(cfg, cfg.synth_dir)
+        say(f"== 1/5 synthetic demonstration set -> {data_dir}")
+        kw = {}
+        if cfg.synth_subjects:
+            kw["n_subjects"] = cfg.synth_subjects
+        if cfg.synth_images_per_subject:
+            kw["images_per_subject"] = cfg.synth_images_per_subject
+        generate_synthetic_hagrid(data_dir, seed=cfg.seed, progress=cfg.progress, **kw)
+        caption = ("Synthetic demonstration set (procedurally drawn hands in HaGRID's format): "
+                   "these numbers show the pipeline works, they are not HaGRID results.")
+    else:
+        data_dir = Path(cfg.data_dir)
+        say(f"== 1/5 dataset {data_dir}")
+        caption = f"Test split of {data_dir.resolve().name} ({data_dir})."
+    crops_dir = _crops_dir(cfg, data_dir)
+    if cfg.restart:
+        for d in (crops_dir,):
+            shutil.rmtree(d, ignore_errors=True)
+    say(f"== 2/5 crops -> {crops_dir}")
+    ann = load_hagrid(data_dir, make_class_set())
+    ensure_crops(data_dir, crops_dir, progress=cfg.progress)
+    summary = summarize(ann)
+    write_summary_json(summary, graphs / "data_summary.json")
+    draw_samples(ann, graphs / "data_samples.png")
+
+    say("== 3/5 training")
+    ckpts = []
+    for tc, epochs, patience in train_configs(cfg, crops_dir):
+        if not cfg.restart and _finished(tc, epochs, patience):
+            say(f"[{tc.name}] finished checkpoint found, reusing {tc.out_dir}/{tc.name}.pt")
+        else:
+            if cfg.restart:
+                for suffix in (".pt", ".last.pt"):
+                    Path(tc.out_dir, f"{tc.name}{suffix}").unlink(missing_ok=True)
+            tc = replace(tc, resume=not cfg.restart and _resumable(tc, epochs))
+            fit(tc)
+        ckpts.append(Path(tc.out_dir) / f"{tc.name}.pt")
+
+    say("== 4/5 evaluation on the test split")
+    comparison = evaluate_checkpoints(ckpts, crops_dir=crops_dir, split="test", device=cfg.device,
+                                      graphs_dir=graphs, caption=caption)
+    say("== 5/5 report")
+    html, md = build_report(graphs, _p(cfg, cfg.reports_dir), dataset_note=caption)
+    table = (graphs / "results.md").read_text()
+    minutes = (time.perf_counter() - t_start) / 60
+    say("\n" + table)
+    say(f"Done in {minutes:.1f} min.\n  checkpoints: {_p(cfg, cfg.final_models)}\n  figures and tables: {graphs}\n"
+        f"  report: {html}\n  crops: {crops_dir}")
+    return {"comparison": comparison, "report_html": html, "report_md": md, "results_md": graphs / "results.md",
+            "checkpoints": ckpts, "crops_dir": crops_dir, "data_dir": data_dir, "minutes": minutes}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="HaGRID root (v1 or v2); default: generate the synthetic demonstration set")
+    p.add_argument("--work-dir", default=".", help="where data/, final_models/, graphs/, reports/ go")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--restart", action="store_true", help="redo every step instead of reusing finished ones")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every model's epochs (e.g. 0.2)")
+    p.add_argument("--pretrained", help="ResNet-34 start: 'imagenet' (needs internet) or a .pth path")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    models = list(args.models)
+    if "fusion" in models:  # fusion is initialised from these
+        models = [m for m in MODELS if m in set(models) | {"resnet34", "gcn"}]
+    run_demo(DemoConfig(data_dir=args.data_dir, work_dir=args.work_dir, models=models, restart=args.restart,
+                        device=args.device, seed=args.seed, epochs_scale=args.epochs_scale,
+                        pretrained=args.pretrained, progress=not args.no_progress))
+    return 0

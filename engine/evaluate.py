@@ -1,0 +1,132 @@
+"""Evaluation of checkpoints: one module for the notebook, ``hand-gestures evaluate`` and the tests.
+
+Each checkpoint is rebuilt from what it records (model, classes, preprocessing),
+run over the test split of the same hand table, and the predictions of all
+models are compared on the same hands (see :func:`engine.metrics.compare_models`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from data_loaders.errors import CheckpointMismatchError
+from data_loaders.hand_table import HandTable
+
+from .checkpoint import build_model, check_compatible, load_checkpoint
+from .data_setup import load_hand_table, make_batches, usable_rows
+from .metrics import Comparison, ModelPredictions, compare_models
+from .predict import predict
+from .train import resolve_device
+
+#: Preferred display order; other run names follow alphabetically.
+MODEL_ORDER = ("mlp", "cnn", "gcn", "resnet34", "fusion")
+
+
+def find_checkpoints(models_dir: str | Path) -> list[Path]:
+    """Best checkpoints in ``models_dir`` (``*.pt`` without the ``.last`` resume files), in display order."""
+    paths = [p for p in Path(models_dir).glob("*.pt") if not p.name.endswith(".last.pt")]
+    rank = {n: i for i, n in enumerate(MODEL_ORDER)}
+    return sorted(paths, key=lambda p: (rank.get(p.stem, len(rank)), p.stem))
+
+
+def predict_checkpoint(
+    path: str | Path,
+    table: HandTable,
+    *,
+    split: str = "test",
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    max_batches: int | None = None,
+    ckpt: dict | None = None,
+) -> ModelPredictions:
+    """Predictions of one checkpoint on ``split`` of ``table`` (the hands it can score).
+
+    ``ckpt`` is the already-loaded checkpoint, to avoid reading the file twice.
+    """
+    device = torch.device(device)
+    path = Path(path)
+    if ckpt is None:
+        ckpt = load_checkpoint(path)
+    check_compatible(ckpt, path, class_names=list(table.class_names))
+    model = build_model(ckpt, path)
+    model.to(device)
+    pre = ckpt["preprocessing"]
+    inputs = tuple(pre["inputs"])
+    rows = usable_rows(table.split_view(split), inputs)
+    if len(rows) == 0:
+        raise CheckpointMismatchError(f"{path}: no hands of split {split!r} that this model can score")
+    batches = make_batches(rows, inputs=inputs, image_size=pre.get("image_size"),
+                           landmark_norm=pre["landmark_norm"], batch_size=batch_size, shuffle=False,
+                           seed=0, device=device)
+    from data_loaders.batches import BatchTransform
+
+    transform = BatchTransform(pre["landmark_norm"], pre.get("image_size"), None)
+    preds = predict(model, batches, transform, device, max_batches=max_batches)
+    return ModelPredictions(
+        name=path.stem, index=preds.index, y_true=preds.y_true, y_pred=preds.y_pred, probs=preds.probs,
+        n_params=sum(p.numel() for p in model.parameters()),
+        ms_per_sample=1000.0 * preds.seconds / max(preds.n, 1), device=str(device),
+    )
+
+
+def evaluate_checkpoints(
+    checkpoints: Sequence[str | Path],
+    *,
+    crops_dir: str | Path = "data/crops",
+    data_dir: str | Path | None = None,
+    split: str = "test",
+    device: str = "auto",
+    graphs_dir: str | Path | None = "graphs",
+    caption: str = "",
+    readme: str | Path | None = None,
+) -> Comparison:
+    """Score every checkpoint on the same test hands; write tables and figures when ``graphs_dir`` is set."""
+    if not checkpoints:
+        raise FileNotFoundError("no checkpoints to evaluate (train a model first: `hand-gestures train`)")
+    dev = resolve_device(device)
+    ckpts = {Path(p): load_checkpoint(p) for p in checkpoints}
+    need_images = any("image" in c["preprocessing"]["inputs"] for c in ckpts.values())
+    first = next(iter(ckpts.values()))
+    table = load_hand_table(crops_dir, data_dir, need_images=need_images, class_names=first["class_names"])
+    preds = {}
+    for p, c in ckpts.items():
+        mp = predict_checkpoint(p, table, split=split, device=dev, ckpt=c)
+        preds[mp.name] = mp
+    comparison = compare_models(preds, list(table.class_names))
+    if graphs_dir is not None:
+        from .report import write_evaluation_artefacts
+
+        write_evaluation_artefacts(comparison, graphs_dir, list(table.class_names), caption)
+        if readme is not None:
+            from .results_table import update_readme
+
+            update_readme(readme, Path(graphs_dir, "results.md").read_text())
+    return comparison
+
+
+# --------------------------------------------------------------------------- #
+# command line: hand-gestures evaluate
+# --------------------------------------------------------------------------- #
+def add_arguments(p) -> None:
+    p.add_argument("checkpoints", nargs="*", help="checkpoints to compare (default: every *.pt in --models-dir)")
+    p.add_argument("--models-dir", default="final_models")
+    p.add_argument("--crops-dir", default="data/crops")
+    p.add_argument("--data-dir", help="HaGRID root, for landmark-only models when there are no crops")
+    p.add_argument("--split", default="test")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--graphs-dir", default="graphs")
+    p.add_argument("--caption", default="", help="which data the numbers come from (printed above the table)")
+    p.add_argument("--update-readme", nargs="?", const="README.md", metavar="README",
+                   help="write the table into README.md between the results markers")
+
+
+def run(args) -> int:
+    ckpts = [Path(p) for p in args.checkpoints] or find_checkpoints(args.models_dir)
+    evaluate_checkpoints(ckpts, crops_dir=args.crops_dir, data_dir=args.data_dir, split=args.split,
+                         device=args.device, graphs_dir=args.graphs_dir, caption=args.caption,
+                         readme=args.update_readme)
+    print(Path(args.graphs_dir, "results.md").read_text())
+    print(f"tables and figures in {args.graphs_dir}/" + (f"; README updated: {args.update_readme}" if args.update_readme else ""))
+    return 0

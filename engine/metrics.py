@@ -1,0 +1,465 @@
+"""Model-agnostic evaluation: metrics, bootstrap intervals, McNemar tests and the
+honest comparison of several models.
+
+Everything here works from predictions (:class:`ModelPredictions`), never from
+checkpoints, so it can be tested on hand-made arrays.
+
+The comparison (:func:`compare_models`) scores every model on the *common*
+subset of hands (the intersection of the ``index`` arrays: a landmark model
+cannot score a hand without landmarks, so an image model scored on all hands is
+not comparable with it), and separately each model on every hand it can score.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from data_loaders.classes import ORIENTATION_PAIRS
+
+__all__ = [
+    "ModelPredictions",
+    "Comparison",
+    "classification_metrics",
+    "bootstrap_ci",
+    "mcnemar_test",
+    "holm_adjust",
+    "compare_models",
+    "most_confused_pairs",
+    "orientation_pair_confusion",
+    "row_normalize",
+    "write_evaluation_artefacts",
+]
+
+#: McNemar uses the exact binomial test below this many discordant pairs.
+MCNEMAR_EXACT_BELOW = 25
+
+
+@dataclass
+class ModelPredictions:
+    """One model's predictions on a set of hands.
+
+    ``index`` holds the HandTable row ids of the hands scored (unique), aligned
+    with ``y_true``, ``y_pred`` and, if given, ``probs`` (``(n, C)``)."""
+
+    name: str
+    index: np.ndarray
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    probs: np.ndarray | None = None
+    n_params: int = 0
+    ms_per_sample: float = float("nan")
+    device: str = ""
+
+    def __post_init__(self) -> None:
+        self.index = np.asarray(self.index, dtype=np.int64).reshape(-1)
+        self.y_true = np.asarray(self.y_true, dtype=np.int64).reshape(-1)
+        self.y_pred = np.asarray(self.y_pred, dtype=np.int64).reshape(-1)
+        n = len(self.index)
+        if len(self.y_true) != n or len(self.y_pred) != n:
+            raise ValueError(
+                f"{self.name}: index, y_true and y_pred differ in length "
+                f"({n}, {len(self.y_true)}, {len(self.y_pred)})"
+            )
+        if self.probs is not None:
+            self.probs = np.asarray(self.probs)
+            if self.probs.ndim != 2 or self.probs.shape[0] != n:
+                raise ValueError(f"{self.name}: probs has shape {self.probs.shape}, expected ({n}, C)")
+        if n and len(np.unique(self.index)) != n:
+            raise ValueError(f"{self.name}: index has duplicate hand ids")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def subset(self, index: np.ndarray) -> "ModelPredictions":
+        """The predictions for the hands in ``index`` (each must be present), in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        order = np.argsort(self.index, kind="stable")
+        pos = np.searchsorted(self.index, index, sorter=order)
+        pos = np.clip(pos, 0, max(len(order) - 1, 0))
+        rows = order[pos] if len(order) else pos
+        if len(index) and (not len(order) or not np.array_equal(self.index[rows], index)):
+            raise KeyError(f"{self.name}: some requested hands were not scored by this model")
+        return ModelPredictions(
+            name=self.name,
+            index=index,
+            y_true=self.y_true[rows],
+            y_pred=self.y_pred[rows],
+            probs=None if self.probs is None else self.probs[rows],
+            n_params=self.n_params,
+            ms_per_sample=self.ms_per_sample,
+            device=self.device,
+        )
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _check_labels(y: np.ndarray, num_classes: int, what: str) -> None:
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"{what} has labels outside [0, {num_classes}): min {y.min()}, max {y.max()}")
+
+
+def row_normalize(cm: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (rows that sum to 0 stay 0)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    rows = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+
+
+def classification_metrics(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+) -> dict:
+    """Accuracy, macro F1/precision/recall (``labels=range(C)``, ``zero_division=0``:
+    a class absent from both ``y_true`` and ``y_pred`` counts as 0), per-class report
+    keyed by class name and the confusion matrix (rows = true, columns = predicted)
+    as counts and row-normalised."""
+    y_true = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.int64).reshape(-1)
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true and y_pred differ in length ({len(y_true)} vs {len(y_pred)})")
+    names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for {num_classes} classes")
+    _check_labels(y_true, num_classes, "y_true")
+    _check_labels(y_pred, num_classes, "y_pred")
+    labels = list(range(num_classes))
+    n = len(y_true)
+    if n == 0:
+        nan = float("nan")
+        cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+        per_class = {c: {"precision": nan, "recall": nan, "f1": nan, "support": 0} for c in names}
+        return {
+            "n": 0, "accuracy": nan, "macro_f1": nan, "macro_precision": nan, "macro_recall": nan,
+            "per_class": per_class, "confusion": cm, "confusion_normalized": row_normalize(cm),
+            "class_names": names,
+        }
+    p, r, f, s = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=0
+    )
+    cm = confusion_matrix(y_true, y_pred, labels=labels).astype(np.int64)
+    per_class = {
+        c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        for i, c in enumerate(names)
+    }
+    return {
+        "n": n,
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "macro_f1": float(np.mean(f)),
+        "macro_precision": float(np.mean(p)),
+        "macro_recall": float(np.mean(r)),
+        "per_class": per_class,
+        "confusion": cm,
+        "confusion_normalized": row_normalize(cm),
+        "class_names": names,
+    }
+
+
+def _macro_f1_from_counts(cms: np.ndarray) -> np.ndarray:
+    """Macro F1 of a stack of confusion matrices ``(..., C, C)``, as scikit-learn
+    computes it with ``labels=range(C)`` and ``zero_division=0``."""
+    tp = np.diagonal(cms, axis1=-2, axis2=-1).astype(np.float64)
+    denom = cms.sum(axis=-1) + cms.sum(axis=-2)  # true + predicted = 2tp + fp + fn
+    f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return f1.mean(axis=-1)
+
+
+_NAMED_METRICS = ("accuracy", "macro_f1")
+
+
+def bootstrap_ci(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    metric: str | Callable[[np.ndarray, np.ndarray], float] = "accuracy",
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    num_classes: int | None = None,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval (``1 - alpha``) of a metric, resampling hands
+    with replacement.
+
+    ``metric`` is ``"accuracy"``, ``"macro_f1"`` or a callable ``(y_true, y_pred) -> float``.
+    The named metrics depend only on the confusion counts, and resampling ``n``
+    hands with replacement gives counts that are exactly multinomial(``n``, cell
+    frequencies) — binomial for accuracy — so the resamples are drawn as counts:
+    1000 resamples of 100k hands take milliseconds, with the same distribution as
+    resampling indices. A callable is resampled by indices, in chunks.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.int64).reshape(-1)
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true and y_pred differ in length ({len(y_true)} vs {len(y_pred)})")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    n = len(y_true)
+    if n == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    if metric == "accuracy":
+        k = int(np.sum(y_true == y_pred))
+        values = rng.binomial(n, k / n, size=n_boot) / n
+    elif metric == "macro_f1":
+        if num_classes is None:
+            num_classes = int(max(y_true.max(), y_pred.max())) + 1
+        _check_labels(y_true, num_classes, "y_true")
+        _check_labels(y_pred, num_classes, "y_pred")
+        cells = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
+        draws = rng.multinomial(n, cells / n, size=n_boot)
+        values = _macro_f1_from_counts(draws.reshape(n_boot, num_classes, num_classes))
+    elif callable(metric):
+        values = np.empty(n_boot, dtype=np.float64)
+        for b in range(n_boot):
+            idx = rng.integers(0, n, size=n)
+            values[b] = metric(y_true[idx], y_pred[idx])
+    else:
+        raise ValueError(f"unknown metric {metric!r}; use one of {_NAMED_METRICS} or a callable")
+    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
+    """McNemar's test on paired correctness vectors of two models.
+
+    ``b`` = hands A got right and B wrong, ``c`` = the reverse. With ``b + c < 25``
+    the exact two-sided binomial test (``statistic`` = min(b, c)); otherwise the
+    chi-square test with continuity correction, ``(|b - c| - 1)^2 / (b + c)``, 1 dof.
+    """
+    a = np.asarray(correct_a, dtype=bool).reshape(-1)
+    b_ = np.asarray(correct_b, dtype=bool).reshape(-1)
+    if len(a) != len(b_):
+        raise ValueError(f"paired vectors differ in length ({len(a)} vs {len(b_)})")
+    b = int(np.sum(a & ~b_))
+    c = int(np.sum(~a & b_))
+    n_disc = b + c
+    if n_disc == 0:
+        return {"b": 0, "c": 0, "statistic": 0.0, "p_value": 1.0, "method": "exact", "n": len(a)}
+    if n_disc < MCNEMAR_EXACT_BELOW:
+        p = stats.binomtest(b, n_disc, 0.5, alternative="two-sided").pvalue
+        return {"b": b, "c": c, "statistic": float(min(b, c)), "p_value": float(min(p, 1.0)),
+                "method": "exact", "n": len(a)}
+    stat = (abs(b - c) - 1.0) ** 2 / n_disc
+    p = stats.chi2.sf(stat, df=1)
+    return {"b": b, "c": c, "statistic": float(stat), "p_value": float(p), "method": "chi2_cc", "n": len(a)}
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given)."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m = len(p)
+    if m == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    adj = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adj[i] = running
+    return adj.tolist()
+
+
+# --------------------------------------------------------------------------- confusion views
+
+
+def most_confused_pairs(cm: np.ndarray, class_names: Sequence[str], k: int = 10) -> list[dict]:
+    """The ``k`` largest off-diagonal cells of a count confusion matrix, as dicts
+    ``{"true", "pred", "count", "rate"}`` (``rate`` = count / hands of the true class),
+    largest first; cells with 0 are left out."""
+    cm = np.asarray(cm)
+    C = cm.shape[0]
+    if cm.shape != (C, C) or len(class_names) != C:
+        raise ValueError(f"confusion matrix {cm.shape} does not match {len(class_names)} class names")
+    support = cm.sum(axis=1)
+    cells = [(int(cm[i, j]), i, j) for i in range(C) for j in range(C) if i != j and cm[i, j] > 0]
+    cells.sort(key=lambda t: (-t[0], t[1], t[2]))
+    return [
+        {"true": class_names[i], "pred": class_names[j], "count": cnt,
+         "rate": float(cnt / support[i]) if support[i] else 0.0}
+        for cnt, i, j in cells[:k]
+    ]
+
+
+def orientation_pair_confusion(
+    cm: np.ndarray,
+    class_names: Sequence[str],
+    pairs: Sequence[tuple[str, str]] = ORIENTATION_PAIRS,
+) -> list[dict]:
+    """For each pair ``(a, b)`` whose two classes are both in ``class_names``: the 2x2
+    confusion within the pair (``matrix`` = ``[[a->a, a->b], [b->a, b->b]]`` counts;
+    ``matrix_norm`` = the same divided by all hands of the true class, so a row may
+    sum to less than 1 when hands go to classes outside the pair), ``n_a``, ``n_b``,
+    ``a_as_b``, ``b_as_a`` (rates) and ``cross_error_rate`` = (a->b + b->a) / (n_a + n_b),
+    the share of the pair's hands given to the partner class."""
+    cm = np.asarray(cm)
+    names = list(class_names)
+    if cm.shape != (len(names), len(names)):
+        raise ValueError(f"confusion matrix {cm.shape} does not match {len(names)} class names")
+    out = []
+    for a, b in pairs:
+        if a not in names or b not in names:
+            continue
+        i, j = names.index(a), names.index(b)
+        m = np.array([[cm[i, i], cm[i, j]], [cm[j, i], cm[j, j]]], dtype=np.int64)
+        n_a, n_b = int(cm[i].sum()), int(cm[j].sum())
+        norm = np.array([[m[0, 0] / n_a if n_a else 0.0, m[0, 1] / n_a if n_a else 0.0],
+                         [m[1, 0] / n_b if n_b else 0.0, m[1, 1] / n_b if n_b else 0.0]])
+        tot = n_a + n_b
+        out.append({
+            "a": a, "b": b, "matrix": m, "matrix_norm": norm, "n_a": n_a, "n_b": n_b,
+            "a_as_b": float(norm[0, 1]), "b_as_a": float(norm[1, 0]),
+            "cross_error_rate": float((m[0, 1] + m[1, 0]) / tot) if tot else 0.0,
+        })
+    return out
+
+
+# --------------------------------------------------------------------------- comparison
+
+#: Columns of :attr:`Comparison.rows`, in order (also the columns of ``results.csv``).
+ROW_FIELDS = (
+    "model", "n_common", "acc", "acc_low", "acc_high", "macro_f1", "f1_low", "f1_high",
+    "precision", "recall", "n_all", "acc_all", "acc_all_low", "acc_all_high",
+    "f1_all", "f1_all_low", "f1_all_high", "n_params", "ms_per_sample", "device",
+)
+#: Columns of :attr:`Comparison.pairwise` (also the columns of ``pairwise.csv``).
+PAIR_FIELDS = (
+    "model_a", "model_b", "n", "acc_a", "acc_b", "b", "c", "statistic", "p_value",
+    "p_holm", "method", "significant",
+)
+
+
+@dataclass
+class Comparison:
+    """The result of :func:`compare_models`.
+
+    ``rows``: one dict per model (:data:`ROW_FIELDS`); ``pairwise``: one dict per
+    pair of models (:data:`PAIR_FIELDS`: ``b`` = A right & B wrong, ``c`` = A wrong
+    & B right on the common hands, ``p_holm`` adjusted over all pairs,
+    ``significant`` = ``p_holm < alpha``); ``metrics``/``metrics_all``: per model
+    :func:`classification_metrics` on the common subset / on all its hands;
+    ``confusion``/``confusion_all``: the count matrices; ``confused_pairs`` and
+    ``orientation``: per model, on the common subset."""
+
+    class_names: list[str]
+    common_index: np.ndarray
+    rows: list[dict]
+    pairwise: list[dict]
+    metrics: dict[str, dict]
+    metrics_all: dict[str, dict]
+    confusion: dict[str, np.ndarray]
+    confusion_all: dict[str, np.ndarray]
+    confused_pairs: dict[str, list[dict]]
+    orientation: dict[str, list[dict]]
+    alpha: float = 0.05
+    n_boot: int = 1000
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_common(self) -> int:
+        return int(len(self.common_index))
+
+    @property
+    def models(self) -> list[str]:
+        return [r["model"] for r in self.rows]
+
+
+def compare_models(
+    preds: Mapping[str, ModelPredictions],
+    class_names: Sequence[str],
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    top_k_confused: int = 10,
+    pairs: Sequence[tuple[str, str]] = ORIENTATION_PAIRS,
+) -> Comparison:
+    """Compare models on paired predictions (see the module docstring).
+
+    Raises ``ValueError`` when no hand is scored by every model, or when two models
+    give different true labels for the same hand id (their ``index`` arrays do
+    not refer to the same table)."""
+    if not preds:
+        raise ValueError("compare_models needs at least one model")
+    names = list(class_names)
+    C = len(names)
+    models = list(preds)
+    common = None
+    for m in models:
+        idx = np.unique(preds[m].index)
+        common = idx if common is None else np.intersect1d(common, idx, assume_unique=True)
+    assert common is not None
+    if len(common) == 0:
+        sizes = ", ".join(f"{m}: {len(preds[m])}" for m in models)
+        raise ValueError(f"no hand is scored by every model ({sizes})")
+
+    sub = {m: preds[m].subset(common) for m in models}
+    ref = models[0]
+    for m in models[1:]:
+        bad = int(np.sum(sub[m].y_true != sub[ref].y_true))
+        if bad:
+            raise ValueError(
+                f"{m} and {ref} disagree on the true label of {bad} of {len(common)} common hands: "
+                "their index arrays do not refer to the same hands"
+            )
+
+    rows, metrics, metrics_all = [], {}, {}
+    confusion, confusion_all, confused, orient = {}, {}, {}, {}
+    for m in models:
+        p, s = preds[m], sub[m]
+        mc = classification_metrics(s.y_true, s.y_pred, C, names)
+        ma = classification_metrics(p.y_true, p.y_pred, C, names)
+        metrics[m], metrics_all[m] = mc, ma
+        confusion[m], confusion_all[m] = mc["confusion"], ma["confusion"]
+        confused[m] = most_confused_pairs(mc["confusion"], names, k=top_k_confused)
+        orient[m] = orientation_pair_confusion(mc["confusion"], names, pairs)
+        kw = dict(n_boot=n_boot, alpha=alpha, seed=seed, num_classes=C)
+        acc_lo, acc_hi = bootstrap_ci(s.y_true, s.y_pred, "accuracy", **kw)
+        f1_lo, f1_hi = bootstrap_ci(s.y_true, s.y_pred, "macro_f1", **kw)
+        acca_lo, acca_hi = bootstrap_ci(p.y_true, p.y_pred, "accuracy", **kw)
+        f1a_lo, f1a_hi = bootstrap_ci(p.y_true, p.y_pred, "macro_f1", **kw)
+        rows.append({
+            "model": m, "n_common": mc["n"],
+            "acc": mc["accuracy"], "acc_low": acc_lo, "acc_high": acc_hi,
+            "macro_f1": mc["macro_f1"], "f1_low": f1_lo, "f1_high": f1_hi,
+            "precision": mc["macro_precision"], "recall": mc["macro_recall"],
+            "n_all": ma["n"], "acc_all": ma["accuracy"], "acc_all_low": acca_lo, "acc_all_high": acca_hi,
+            "f1_all": ma["macro_f1"], "f1_all_low": f1a_lo, "f1_all_high": f1a_hi,
+            "n_params": int(p.n_params), "ms_per_sample": float(p.ms_per_sample), "device": p.device,
+        })
+
+    pairwise = []
+    for a, b in itertools.combinations(models, 2):
+        ca = sub[a].y_pred == sub[a].y_true
+        cb = sub[b].y_pred == sub[b].y_true
+        t = mcnemar_test(ca, cb)
+        pairwise.append({
+            "model_a": a, "model_b": b, "n": len(common),
+            "acc_a": float(ca.mean()), "acc_b": float(cb.mean()),
+            "b": t["b"], "c": t["c"], "statistic": t["statistic"], "p_value": t["p_value"],
+            "method": t["method"],
+        })
+    for row, ph in zip(pairwise, holm_adjust([r["p_value"] for r in pairwise])):
+        row["p_holm"] = ph
+        row["significant"] = bool(ph < alpha)
+    pairwise = [{k: r[k] for k in PAIR_FIELDS} for r in pairwise]
+
+    return Comparison(
+        class_names=names, common_index=common, rows=rows, pairwise=pairwise,
+        metrics=metrics, metrics_all=metrics_all, confusion=confusion, confusion_all=confusion_all,
+        confused_pairs=confused, orientation=orient, alpha=alpha, n_boot=n_boot,
+    )
+
+
+def write_evaluation_artefacts(comparison: Comparison, graphs_dir="graphs", class_names=None, caption=None):
+    """Alias of :func:`engine.report.write_evaluation_artefacts` (imported lazily: the
+    report module imports this one)."""
+    from engine.report import write_evaluation_artefacts as _write
+
+    return _write(comparison, graphs_dir, class_names, caption)

@@ -1,0 +1,73 @@
+"""Steps that notebooks and the demo chain together: crops that are made once, validation at a glance."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from data_loaders.classes import make_class_set
+from data_loaders.hand_table import MANIFEST_NAME
+
+from .checkpoint import load_checkpoint
+from .data_setup import load_hand_table
+
+
+def ensure_crops(
+    data_dir: str | Path | None,
+    crops_dir: str | Path,
+    *,
+    classes: str = "hagrid18",
+    include_no_gesture: bool = False,
+    progress: bool = True,
+    workers: int | None = None,
+):
+    """Make (or finish) the crops of ``data_dir`` in ``crops_dir``; existing crops are reused.
+
+    With no ``data_dir`` the crops already in ``crops_dir`` are used as they are.
+    Returns the crop summary, or None when nothing was run.
+    """
+    crops_dir = Path(crops_dir)
+    if data_dir is None or not Path(data_dir).exists():
+        if (crops_dir / MANIFEST_NAME).is_file():
+            return None
+        raise FileNotFoundError(
+            f"no crops in {crops_dir} and no dataset at {data_dir}: put HaGRID there (README: 'Getting HaGRID') "
+            "or run `hand-gestures synth --out data/synthetic` for the demonstration set")
+    from data_loaders.crop import crop_dataset
+
+    summary = crop_dataset(data_dir, crops_dir, class_set=make_class_set(classes, include_no_gesture),
+                           workers=workers, progress=progress)
+    if progress:
+        print(summary)
+    return summary
+
+
+def validation_report(
+    checkpoint: str | Path,
+    *,
+    crops_dir: str | Path,
+    data_dir: str | Path | None = None,
+    graphs_dir: str | Path = "graphs",
+    split: str = "val",
+    device: str = "auto",
+) -> dict:
+    """Accuracy, macro F1 and a confusion matrix of one checkpoint on ``split`` (default: validation).
+
+    Returns ``{"metrics", "markdown", "confusion_png"}``; the figure is ``<graphs>/<run>_<split>_confusion.png``.
+    """
+    from .evaluate import predict_checkpoint
+    from .metrics import classification_metrics
+    from .plots import plot_confusion
+    from .train import resolve_device
+
+    checkpoint = Path(checkpoint)
+    ckpt = load_checkpoint(checkpoint)
+    table = load_hand_table(crops_dir, data_dir, need_images="image" in ckpt["preprocessing"]["inputs"],
+                            class_names=ckpt["class_names"])
+    preds = predict_checkpoint(checkpoint, table, split=split, device=resolve_device(device), ckpt=ckpt)
+    names = list(table.class_names)
+    m = classification_metrics(preds.y_true, preds.y_pred, len(names), names)
+    png = Path(graphs_dir) / f"{checkpoint.stem}_{split}_confusion.png"
+    plot_confusion(m["confusion"], names, png, title=f"{checkpoint.stem} on {split} (n={m['n']})")
+    md = (f"**{checkpoint.stem}** on `{split}`: n = {m['n']}, accuracy {100 * m['accuracy']:.2f}%, "
+          f"macro F1 {100 * m['macro_f1']:.2f}%, {preds.n_params:,} parameters, "
+          f"{preds.ms_per_sample:.3f} ms/sample on {preds.device}")
+    return {"metrics": m, "markdown": md, "confusion_png": png}

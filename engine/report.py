@@ -1,0 +1,657 @@
+"""The evaluation artefacts in ``graphs/`` and the report built from them.
+
+:func:`write_evaluation_artefacts` turns a :class:`~engine.metrics.Comparison` into
+files in ``graphs/``; :func:`build_report` reads whatever is in ``graphs/`` and
+writes ``reports/report.html`` (self-contained: images embedded as base64 data
+URIs, inline CSS, no external resources) and its Markdown twin ``reports/report.md``
+(images referenced by relative path). The report is always regenerated, never
+edited by hand; a missing artefact shows as "not available".
+
+Artefacts read (all optional)::
+
+    data_summary.json        the data set: splits x classes x {images, hands, hands_with_landmarks, users}
+    <model>_history.csv      epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,samples_per_s
+    <model>_curves.png       training curves (drawn from the history CSV when absent)
+    evaluation.json          caption, class names, n_common, n_boot, alpha, models
+    results.csv / results.md one row per model (engine.metrics.ROW_FIELDS)
+    pairwise.csv             McNemar tests (engine.metrics.PAIR_FIELDS)
+    per_class.csv            model,class,precision,recall,f1,support on the common hands
+    confused_pairs.csv       model,rank,true,pred,count,rate
+    orientation_pairs.csv    model,a,b,n_a,n_b,a_as_a,a_as_b,b_as_a,b_as_b,a_as_b_rate,b_as_a_rate,cross_error_rate
+    <model>_confusion.png    confusion on the common hands (counts and row-normalised)
+    orientation_pairs.png    within-pair confusion of the orientation pairs, per model
+    model_comparison.png     accuracy / macro F1 with intervals per model
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from engine import plots
+from engine.metrics import Comparison
+from engine.results_table import (
+    PAIRWISE_ALIGN,
+    PAIRWISE_HEADERS,
+    RESULTS_ALIGN,
+    RESULTS_HEADERS,
+    csv_text,
+    atomic_write_text,
+    markdown_table,
+    pairwise_cells,
+    pairwise_explanation,
+    read_csv_rows,
+    results_cells,
+    results_explanation,
+    write_results,
+)
+
+__all__ = ["write_evaluation_artefacts", "build_report", "MODEL_ORDER"]
+
+#: Models listed in this order first, the others after them alphabetically.
+MODEL_ORDER = ("mlp", "cnn", "gcn", "resnet34", "fusion")
+
+DEFAULT_TITLE = "Hand-gesture classifiers: evaluation report"
+
+CONFUSED_FIELDS = ("model", "rank", "true", "pred", "count", "rate")
+ORIENTATION_FIELDS = ("model", "a", "b", "n_a", "n_b", "a_as_a", "a_as_b", "b_as_a", "b_as_b",
+                      "a_as_b_rate", "b_as_a_rate", "cross_error_rate")
+PER_CLASS_FIELDS = ("model", "class", "precision", "recall", "f1", "support")
+
+
+def _check_model_name(name: str) -> str:
+    if not name or any(ch in name for ch in "/\\") or name.startswith("."):
+        raise ValueError(f"model name {name!r} cannot be used in a file name")
+    return name
+
+
+# =========================================================================== artefacts
+
+
+def write_evaluation_artefacts(
+    comparison: Comparison,
+    graphs_dir: str | os.PathLike = "graphs",
+    class_names: Sequence[str] | None = None,
+    caption: str | None = None,
+) -> dict[str, Path]:
+    """Write every evaluation artefact of ``comparison`` into ``graphs_dir``:
+    ``results.csv``, ``results.md`` (headed by ``caption``, e.g. which data set the
+    numbers come from), ``pairwise.csv``, ``per_class.csv``, ``confused_pairs.csv``,
+    ``orientation_pairs.csv``, ``evaluation.json``, ``<model>_confusion.png`` (on
+    the common hands), ``orientation_pairs.png`` and ``model_comparison.png``.
+    Returns the paths by name."""
+    g = Path(graphs_dir)
+    g.mkdir(parents=True, exist_ok=True)
+    names = list(comparison.class_names)
+    if class_names is not None and list(class_names) != names:
+        raise ValueError(f"class_names {list(class_names)} differ from the comparison's {names}")
+    models = [_check_model_name(m) for m in comparison.models]
+    out = dict(write_results(comparison, g, caption))
+
+    per_class = [
+        {"model": m, "class": c, **comparison.metrics[m]["per_class"][c]} for m in models for c in names
+    ]
+    out["per_class_csv"] = atomic_write_text(g / "per_class.csv", csv_text(per_class, PER_CLASS_FIELDS))
+    confused = [
+        {"model": m, "rank": k + 1, **p} for m in models for k, p in enumerate(comparison.confused_pairs[m])
+    ]
+    out["confused_pairs_csv"] = atomic_write_text(g / "confused_pairs.csv", csv_text(confused, CONFUSED_FIELDS))
+    orient = []
+    for m in models:
+        for p in comparison.orientation[m]:
+            mat = p["matrix"]
+            orient.append({
+                "model": m, "a": p["a"], "b": p["b"], "n_a": p["n_a"], "n_b": p["n_b"],
+                "a_as_a": int(mat[0][0]), "a_as_b": int(mat[0][1]), "b_as_a": int(mat[1][0]),
+                "b_as_b": int(mat[1][1]), "a_as_b_rate": p["a_as_b"], "b_as_a_rate": p["b_as_a"],
+                "cross_error_rate": p["cross_error_rate"],
+            })
+    out["orientation_pairs_csv"] = atomic_write_text(
+        g / "orientation_pairs.csv", csv_text(orient, ORIENTATION_FIELDS))
+    meta = {
+        "caption": caption or "",
+        "class_names": names,
+        "models": models,
+        "n_common": comparison.n_common,
+        "n_boot": comparison.n_boot,
+        "alpha": comparison.alpha,
+        "written": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    out["evaluation_json"] = atomic_write_text(g / "evaluation.json", json.dumps(meta, indent=2) + "\n")
+
+    for m in models:
+        out[f"{m}_confusion_png"] = plots.plot_confusion(
+            comparison.confusion[m], names, g / f"{m}_confusion.png",
+            title=f"{m}: confusion on the {comparison.n_common} common test hands",
+        )
+    out["orientation_pairs_png"] = plots.plot_orientation_pairs(
+        {m: comparison.orientation[m] for m in models}, g / "orientation_pairs.png",
+        title=f"Orientation pairs on the {comparison.n_common} common test hands",
+    )
+    out["model_comparison_png"] = plots.plot_model_comparison(comparison.rows, g / "model_comparison.png")
+    return out
+
+
+# =========================================================================== report blocks
+
+
+@dataclass
+class _Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class _Para:
+    text: str
+    kind: str = ""  # "", "note", "warning", "missing", "caption"
+
+
+@dataclass
+class _Table:
+    headers: Sequence[str]
+    rows: Sequence[Sequence[str]]
+    align: Sequence[str] | None = None
+
+
+@dataclass
+class _Image:
+    path: Path
+    alt: str
+
+
+@dataclass
+class _Report:
+    blocks: list = field(default_factory=list)
+    used: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+
+    def h(self, level: int, text: str) -> None:
+        self.blocks.append(_Heading(level, text))
+
+    def p(self, text: str, kind: str = "") -> None:
+        self.blocks.append(_Para(text, kind))
+
+    def table(self, headers, rows, align=None) -> None:
+        self.blocks.append(_Table(list(headers), [list(map(str, r)) for r in rows], align))
+
+    def not_available(self, what: str, path: Path, why: str = "") -> None:
+        self.missing.append(path.name)
+        self.p(f"{what}: not available ({path.name} {why or 'missing'}).", "missing")
+
+    def image(self, path: Path, alt: str) -> bool:
+        if path.is_file():
+            self.used.append(path.name)
+            self.blocks.append(_Image(path, alt))
+            return True
+        self.not_available(alt, path)
+        return False
+
+
+# =========================================================================== helpers
+
+
+def _f(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _pct(x, digits: int = 1) -> str:
+    v = _f(x)
+    return "n/a" if math.isnan(v) else f"{v * 100:.{digits}f}%"
+
+
+def _int(x) -> str:
+    v = _f(x)
+    return "n/a" if math.isnan(v) else f"{int(v):,}"
+
+
+def _order_models(names) -> list[str]:
+    names = list(dict.fromkeys(names))
+    first = [m for m in MODEL_ORDER if m in names]
+    return first + sorted(m for m in names if m not in MODEL_ORDER)
+
+
+def _discover_models(g: Path, results: list[dict] | None) -> list[str]:
+    found = []
+    if results:
+        found += [r.get("model", "") for r in results if r.get("model")]
+    for suffix in ("_history.csv", "_curves.png", "_confusion.png"):
+        for p in g.glob(f"*{suffix}"):
+            found.append(p.name[: -len(suffix)])
+    found = [m for m in found if m]
+    if results:  # results order first, then models that only have training artefacts
+        head = list(dict.fromkeys(r.get("model", "") for r in results if r.get("model")))
+        return head + _order_models(m for m in found if m not in head)
+    return _order_models(found)
+
+
+def _read_json(path: Path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _is_synthetic(*texts) -> bool:
+    return any("synthetic" in str(t).lower() for t in texts if t)
+
+
+# =========================================================================== sections
+
+
+def _section_data(r: _Report, g: Path) -> dict | None:
+    r.h(2, "1. Data")
+    path = g / "data_summary.json"
+    if not path.is_file():
+        r.not_available("Data summary", path)
+        return None
+    try:
+        ds = _read_json(path)
+        splits: dict = ds.get("splits", {}) or {}
+        classes = list(ds.get("class_names") or [])
+        for s in splits.values():
+            classes += [c for c in s if c not in classes]
+    except Exception as e:  # noqa: BLE001 - a broken artefact must not stop the report
+        r.not_available("Data summary", path, f"could not be read: {e}")
+        return None
+    r.used.append(path.name)
+    r.p(f"Dataset: {ds.get('dataset', 'n/a')} (HaGRID annotation format {ds.get('format', 'n/a')}), "
+        f"{len(classes)} classes.")
+
+    def get(split, cls, key):
+        v = _f((splits.get(split, {}).get(cls) or {}).get(key))
+        return 0.0 if math.isnan(v) else v
+
+    split_names = list(splits)
+    rows = []
+    tot = {"images": 0.0, "hands": 0.0, "hands_with_landmarks": 0.0}
+    for s in split_names:
+        vals = {k: sum(get(s, c, k) for c in classes) for k in tot}
+        users = max((get(s, c, "users") for c in classes), default=0.0)
+        for k in tot:
+            tot[k] += vals[k]
+        lm = vals["hands_with_landmarks"] / vals["hands"] if vals["hands"] else float("nan")
+        rows.append([s, _int(vals["images"]), _int(vals["hands"]), _int(vals["hands_with_landmarks"]),
+                     _pct(lm), _int(users)])
+    lm = tot["hands_with_landmarks"] / tot["hands"] if tot["hands"] else float("nan")
+    rows.append(["total", _int(tot["images"]), _int(tot["hands"]), _int(tot["hands_with_landmarks"]), _pct(lm), ""])
+    r.h(3, "Splits")
+    r.table(["split", "images", "hands", "hands with landmarks", "% with landmarks", "users (largest class)"],
+            rows, ["l", "r", "r", "r", "r", "r"])
+    r.p("Images are counted per class (an image with hands of two classes counts in both). The summary "
+        "holds users per class, so the last column is the largest per-class count, a lower bound on the "
+        "split's distinct users.", "note")
+
+    r.h(3, "Hands per class")
+    crow = []
+    for c in classes:
+        cells = [c]
+        total_h = total_lm = 0.0
+        for s in split_names:
+            h, u = get(s, c, "hands"), get(s, c, "users")
+            total_h += h
+            total_lm += get(s, c, "hands_with_landmarks")
+            cells.append(f"{int(h):,} ({int(u):,})")
+        cells += [_int(total_h), _pct(total_lm / total_h if total_h else float("nan"))]
+        crow.append(cells)
+    r.table(["class"] + [f"{s}: hands (users)" for s in split_names] + ["hands", "% with landmarks"],
+            crow, ["l"] + ["r"] * (len(split_names) + 2))
+
+    skipped = ds.get("skipped") or {}
+    r.h(3, "Skipped while reading")
+    if skipped:
+        r.table(["reason", "count"], [[k, _int(v)] for k, v in skipped.items()], ["l", "r"])
+    else:
+        r.p("Nothing was skipped.")
+
+    leaks = ds.get("subject_leaks")
+    r.h(3, "Subject leaks between splits")
+    if leaks is None:
+        r.p("Not recorded in data_summary.json.", "missing")
+    elif not leaks or (isinstance(leaks, dict) and not any(leaks.values())):
+        r.p("No user appears in more than one split.")
+    else:
+        rows = []
+        items = leaks.items() if isinstance(leaks, dict) else enumerate(leaks)
+        for k, v in items:
+            if isinstance(v, (list, tuple, set)):
+                v = list(v)
+                shown = ", ".join(map(str, v[:5])) + (", ..." if len(v) > 5 else "")
+                rows.append([str(k), f"{len(v)}: {shown}"])
+            else:
+                rows.append([str(k), json.dumps(v) if isinstance(v, (dict, list)) else str(v)])
+        r.table(["splits", "users"], rows)
+        r.p("Users shared between splits make test numbers optimistic.", "warning")
+    return ds
+
+
+def _section_training(r: _Report, g: Path, models: list[str]) -> None:
+    r.h(2, "2. Training")
+    if not models:
+        r.p("Training curves: not available (no <model>_history.csv or <model>_curves.png in graphs/).", "missing")
+        return
+    summary = []
+    for m in models:
+        hist = g / f"{m}_history.csv"
+        rows = None
+        if hist.is_file():
+            try:
+                rows = plots.read_history(hist)
+                r.used.append(hist.name)
+            except Exception:  # noqa: BLE001
+                rows = None
+        if rows:
+            va = [x.get("val_acc", float("nan")) for x in rows]
+            va_ok = [(v, i) for i, v in enumerate(va) if not math.isnan(v)]
+            best = max(va_ok) if va_ok else None
+            secs = [x.get("seconds", float("nan")) for x in rows]
+            sps = [x.get("samples_per_s", float("nan")) for x in rows if not math.isnan(x.get("samples_per_s", float("nan")))]
+            summary.append([
+                m, str(len(rows)),
+                f"{best[0]:.4f} (epoch {rows[best[1]]['epoch']:g})" if best else "n/a",
+                f"{rows[-1].get('train_loss', float('nan')):.4f}",
+                f"{rows[-1].get('val_loss', float('nan')):.4f}",
+                f"{sum(s for s in secs if not math.isnan(s)):.0f}",
+                f"{sum(sps) / len(sps):,.0f}" if sps else "n/a",
+            ])
+        else:
+            summary.append([m, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"])
+    r.table(["model", "epochs", "best val accuracy", "last train loss", "last val loss", "seconds", "samples/s"],
+            summary, ["l", "r", "r", "r", "r", "r", "r"])
+    for m in models:
+        r.h(3, m)
+        png = g / f"{m}_curves.png"
+        hist = g / f"{m}_history.csv"
+        if not png.is_file() and hist.is_file():
+            try:
+                plots.plot_history(hist, png, title=f"{m}: training history")
+            except Exception as e:  # noqa: BLE001
+                r.not_available(f"{m} training curves", png, f"could not be drawn from {hist.name}: {e}")
+                continue
+        r.image(png, f"{m} training curves")
+
+
+def _section_results(r: _Report, g: Path, meta: dict, results: list[dict] | None, note: str) -> None:
+    r.h(2, "3. Results")
+    alpha = _f(meta.get("alpha", 0.05))
+    alpha = 0.05 if math.isnan(alpha) else alpha
+    if meta.get("caption") and meta["caption"] != note:
+        r.p(meta["caption"], "caption")
+    path = g / "results.csv"
+    if results is None:
+        r.not_available("Results table", path)
+    elif not results:
+        r.not_available("Results table", path, "is empty")
+    else:
+        r.used.append(path.name)
+        r.p(results_explanation(results[0].get("n_common", ""), alpha))
+        r.table(RESULTS_HEADERS, results_cells(results), RESULTS_ALIGN)
+    r.image(g / "model_comparison.png", "Model comparison")
+
+    r.h(3, "Pairwise McNemar tests")
+    path = g / "pairwise.csv"
+    try:
+        pw = read_csv_rows(path) if path.is_file() else None
+    except Exception as e:  # noqa: BLE001
+        r.not_available("Pairwise tests", path, f"could not be read: {e}")
+        pw = []
+    if pw is None:
+        r.not_available("Pairwise tests", path)
+    elif not pw:
+        r.p("No pairs to test (fewer than two models).")
+    else:
+        r.used.append(path.name)
+        r.p(pairwise_explanation(alpha))
+        r.table(PAIRWISE_HEADERS, pairwise_cells(pw), PAIRWISE_ALIGN)
+
+    r.h(3, "Per-class F1 on the common hands")
+    path = g / "per_class.csv"
+    try:
+        pc = read_csv_rows(path) if path.is_file() else None
+    except Exception as e:  # noqa: BLE001
+        r.not_available("Per-class F1", path, f"could not be read: {e}")
+        return
+    if not pc:
+        r.not_available("Per-class F1", path)
+        return
+    r.used.append(path.name)
+    models = list(dict.fromkeys(x["model"] for x in pc))
+    classes = list(dict.fromkeys(x["class"] for x in pc))
+    by = {(x["model"], x["class"]): x for x in pc}
+    rows = []
+    for c in classes:
+        sup = next((by[(m, c)].get("support", "") for m in models if (m, c) in by), "")
+        rows.append([c, _int(sup)] + [_pct(by[(m, c)]["f1"]) if (m, c) in by else "n/a" for m in models])
+    r.table(["class", "support"] + models, rows, ["l", "r"] + ["r"] * len(models))
+
+
+def _section_confusion(r: _Report, g: Path, models: list[str]) -> None:
+    r.h(2, "4. Confusion matrices")
+    if not models:
+        r.p("Confusion matrices: not available (no models found).", "missing")
+    for m in models:
+        r.h(3, m)
+        r.image(g / f"{m}_confusion.png", f"{m} confusion matrix")
+
+
+def _section_confused_pairs(r: _Report, g: Path) -> None:
+    r.h(2, "5. Most-confused pairs")
+    path = g / "confused_pairs.csv"
+    try:
+        rows = read_csv_rows(path) if path.is_file() else None
+    except Exception as e:  # noqa: BLE001
+        r.not_available("Most-confused pairs", path, f"could not be read: {e}")
+        return
+    if rows is None:
+        r.not_available("Most-confused pairs", path)
+        return
+    r.used.append(path.name)
+    if not rows:
+        r.p("No confusions: every model classified every common hand correctly.")
+        return
+    models = list(dict.fromkeys(x["model"] for x in rows))
+    by = {(x["model"], int(_f(x["rank"]))): x for x in rows}
+    k = max(int(_f(x["rank"])) for x in rows)
+    table = []
+    for rank in range(1, k + 1):
+        cells = [str(rank)]
+        for m in models:
+            x = by.get((m, rank))
+            cells.append(f"{x['true']} → {x['pred']}: {_int(x['count'])} ({_pct(x['rate'])})" if x else "")
+        table.append(cells)
+    r.p("Largest off-diagonal cells on the common hands: true → predicted, count (% of the true class).")
+    r.table(["#"] + models, table, ["r"] + ["l"] * len(models))
+
+
+def _section_orientation(r: _Report, g: Path) -> None:
+    r.h(2, "6. Orientation pairs")
+    r.p("Classes that differ only by orientation or a small detail (peace / peace_inverted, stop / "
+        "stop_inverted, two_up / two_up_inverted, like / dislike, mute / one): how often a hand of one is "
+        "given to the other. Cross-error = (a→b + b→a) / (hands of a + hands of b).")
+    path = g / "orientation_pairs.csv"
+    try:
+        rows = read_csv_rows(path) if path.is_file() else None
+    except Exception as e:  # noqa: BLE001
+        r.not_available("Orientation-pair table", path, f"could not be read: {e}")
+        rows = []
+    if rows is None:
+        r.not_available("Orientation-pair table", path)
+    elif not rows:
+        r.p("No orientation pair is in the class set.")
+    else:
+        r.used.append(path.name)
+        models = list(dict.fromkeys(x["model"] for x in rows))
+        pairs = list(dict.fromkeys((x["a"], x["b"]) for x in rows))
+        by = {(x["model"], x["a"], x["b"]): x for x in rows}
+        table = []
+        for a, b in pairs:
+            cells = [f"{a} / {b}"]
+            for m in models:
+                x = by.get((m, a, b))
+                cells.append(
+                    f"{_pct(x['cross_error_rate'])} ({_int(x['a_as_b'])} + {_int(x['b_as_a'])})" if x else "n/a")
+            table.append(cells)
+        r.table(["pair"] + [f"{m}: cross-error (a→b + b→a)" for m in models], table,
+                ["l"] + ["r"] * len(models))
+    r.image(g / "orientation_pairs.png", "Orientation-pair confusion")
+
+
+# =========================================================================== rendering
+
+_CSS = """
+body{font-family:-apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+     max-width:1200px;margin:2em auto;padding:0 1.2em;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #333;padding-bottom:.2em}
+h2{border-bottom:1px solid #ccc;padding-bottom:.15em;margin-top:2em}
+h3{margin-top:1.4em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.88em}
+th,td{border:1px solid #d0d0d0;padding:.3em .6em;vertical-align:top}
+th{background:#f0f3f6}
+tr:nth-child(even) td{background:#fafafa}
+td.r,th.r{text-align:right;font-variant-numeric:tabular-nums}
+td.c,th.c{text-align:center}
+figure{margin:1em 0}
+img{max-width:100%;height:auto;border:1px solid #e4e4e4}
+figcaption{font-size:.85em;color:#555}
+.note{color:#555;font-size:.9em}
+.caption{font-style:italic}
+.missing{color:#8a5a00;background:#fff8e6;border-left:4px solid #e0a800;padding:.3em .6em}
+.warning{background:#fdecea;border-left:4px solid #d93025;padding:.5em .8em}
+.banner{background:#fff3cd;border:2px solid #e0a800;padding:.8em 1em;font-weight:600;margin:1em 0}
+.meta{color:#666;font-size:.85em}
+"""
+
+
+def _render_html(title: str, r: _Report, banner: str | None, meta_line: str) -> str:
+    e = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>{e(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
+           f'<p class="meta">{e(meta_line)}</p>']
+    if banner:
+        out.append(f'<div class="banner">{e(banner)}</div>')
+    for b in r.blocks:
+        if isinstance(b, _Heading):
+            out.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
+        elif isinstance(b, _Para):
+            cls = f' class="{b.kind}"' if b.kind else ""
+            out.append(f"<p{cls}>{e(b.text)}</p>")
+        elif isinstance(b, _Table):
+            al = b.align or ["l"] * len(b.headers)
+            cl = [f' class="{a}"' if a in ("r", "c") else "" for a in al]
+            out.append("<table><thead><tr>" + "".join(f"<th{c}>{e(str(h))}</th>" for h, c in zip(b.headers, cl))
+                       + "</tr></thead><tbody>")
+            for row in b.rows:
+                out.append("<tr>" + "".join(f"<td{c}>{e(str(v))}</td>" for v, c in zip(row, cl)) + "</tr>")
+            out.append("</tbody></table>")
+        elif isinstance(b, _Image):
+            data = base64.b64encode(b.path.read_bytes()).decode("ascii")
+            out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{e(b.alt)}">'
+                       f"<figcaption>{e(b.alt)} ({e(b.path.name)})</figcaption></figure>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _render_md(title: str, r: _Report, banner: str | None, meta_line: str, out_dir: Path) -> str:
+    out = [f"# {title}", "", f"_{meta_line}_", ""]
+    if banner:
+        out += [f"> **{banner}**", ""]
+    for b in r.blocks:
+        if isinstance(b, _Heading):
+            out += ["#" * b.level + " " + b.text, ""]
+        elif isinstance(b, _Para):
+            text = b.text
+            if b.kind == "warning":
+                text = f"> **Warning:** {text}"
+            elif b.kind == "missing":
+                text = f"> {text}"
+            elif b.kind in ("caption",):
+                text = f"*{text}*"
+            out += [text, ""]
+        elif isinstance(b, _Table):
+            out += [markdown_table(b.headers, b.rows, b.align), ""]
+        elif isinstance(b, _Image):
+            rel = Path(os.path.relpath(b.path.resolve(), out_dir.resolve())).as_posix()
+            out += [f"![{b.alt}]({rel})", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def build_report(
+    graphs_dir: str | os.PathLike = "graphs",
+    out_dir: str | os.PathLike = "reports",
+    title: str = DEFAULT_TITLE,
+    dataset_note: str | None = None,
+    models: Sequence[str] | None = None,
+) -> tuple[Path, Path]:
+    """Build ``<out_dir>/report.html`` (self-contained) and ``<out_dir>/report.md``
+    from the artefacts in ``graphs_dir`` (see the module docstring); returns both
+    paths. ``dataset_note`` says where the numbers come from (default: the caption
+    in ``evaluation.json``); a note or data set name that says "synthetic" puts a
+    warning at the top. ``models`` overrides the models found in ``graphs_dir``."""
+    g, od = Path(graphs_dir), Path(out_dir)
+    od.mkdir(parents=True, exist_ok=True)
+    r = _Report()
+
+    meta: dict = {}
+    mpath = g / "evaluation.json"
+    if mpath.is_file():
+        try:
+            meta = _read_json(mpath) or {}
+            r.used.append(mpath.name)
+        except Exception:  # noqa: BLE001
+            meta = {}
+    results = None
+    rpath = g / "results.csv"
+    if rpath.is_file():
+        try:
+            results = read_csv_rows(rpath)
+        except Exception:  # noqa: BLE001
+            results = None
+    model_list = list(models) if models is not None else _discover_models(g, results)
+
+    note = dataset_note if dataset_note is not None else (meta.get("caption") or "")
+    if note:
+        r.p(note, "caption")
+    ds = _section_data(r, g)
+    _section_training(r, g, model_list)
+    _section_results(r, g, meta, results, note)
+    _section_confusion(r, g, model_list)
+    _section_confused_pairs(r, g)
+    _section_orientation(r, g)
+
+    r.h(2, "Artefacts")
+    r.p("Used: " + (", ".join(dict.fromkeys(r.used)) or "none") + ".")
+    r.p("Not available: " + (", ".join(dict.fromkeys(r.missing)) or "none") + ".")
+
+    banner = None
+    if _is_synthetic(note, meta.get("caption"), (ds or {}).get("dataset")):
+        banner = ("These numbers come from a SYNTHETIC demonstration set, not from HaGRID: they show that the "
+                  "pipeline runs end to end and say nothing about how well the models recognise real gestures.")
+    meta_line = (f"Generated {_dt.datetime.now().isoformat(timespec='seconds')} by engine.report.build_report "
+                 f"from the artefacts in {g.as_posix()}/; regenerate it rather than editing it.")
+    html_path = atomic_write_text(od / "report.html", _render_html(title, r, banner, meta_line))
+    md_path = atomic_write_text(od / "report.md", _render_md(title, r, banner, meta_line, od))
+    return html_path, md_path
+
+
+# --------------------------------------------------------------------------- #
+# command line: hand-gestures report
+# --------------------------------------------------------------------------- #
+def add_arguments(p) -> None:
+    p.add_argument("--graphs-dir", default="graphs", help="artefacts written by evaluate/train/inspect")
+    p.add_argument("--out-dir", default="reports")
+    p.add_argument("--title", default="Hand-gesture classifiers on HaGRID")
+    p.add_argument("--dataset-note", help="which data the numbers come from (default: the evaluation caption)")
+
+
+def run(args) -> int:
+    html, md = build_report(args.graphs_dir, args.out_dir, title=args.title, dataset_note=args.dataset_note)
+    print(f"report: {html}\nmarkdown twin: {md}")
+    return 0

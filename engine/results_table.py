@@ -1,0 +1,249 @@
+"""The results table: ``graphs/results.csv``, ``graphs/results.md``, ``graphs/pairwise.csv``
+and the README block between ``<!-- results:start -->`` and ``<!-- results:end -->``.
+
+The CSV files hold fractions (0-1); the Markdown shows percentages with their 95%
+bootstrap interval, e.g. ``98.1 [97.0, 99.0]``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import uuid
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from engine.metrics import PAIR_FIELDS, ROW_FIELDS, Comparison
+
+__all__ = [
+    "README_START",
+    "README_END",
+    "format_ci",
+    "format_p",
+    "results_markdown",
+    "results_cells",
+    "pairwise_cells",
+    "markdown_table",
+    "write_results",
+    "update_readme",
+    "read_csv_rows",
+    "atomic_write_text",
+    "csv_text",
+]
+
+README_START = "<!-- results:start -->"
+README_END = "<!-- results:end -->"
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="") as f:  # "x": created with the umask's mode
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _num(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def format_ci(value, low, high, percent: bool = True, digits: int = 1) -> str:
+    """``98.1 [97.0, 99.0]`` (``percent`` multiplies by 100); ``n/a`` for a missing value."""
+    v, lo, hi = _num(value), _num(low), _num(high)
+    if math.isnan(v):
+        return "n/a"
+    k = 100.0 if percent else 1.0
+    if math.isnan(lo) or math.isnan(hi):
+        return f"{v * k:.{digits}f}"
+    return f"{v * k:.{digits}f} [{lo * k:.{digits}f}, {hi * k:.{digits}f}]"
+
+
+def format_p(p) -> str:
+    p = _num(p)
+    if math.isnan(p):
+        return "n/a"
+    if p < 1e-4:
+        return "<1e-4"
+    return f"{p:.4f}"
+
+
+def _format_params(n) -> str:
+    n = _num(n)
+    if math.isnan(n) or n <= 0:
+        return "n/a"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f} M"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f} k"
+    return f"{int(n)}"
+
+
+def _format_ms(x) -> str:
+    x = _num(x)
+    return "n/a" if math.isnan(x) else f"{x:.3g}"
+
+
+def _md_escape(s: object) -> str:
+    return str(s).replace("|", "\\|")
+
+
+def _truthy(x) -> bool:
+    return str(x).strip().lower() in ("1", "true", "yes")
+
+
+RESULTS_HEADERS = ("model", "n common", "accuracy", "macro F1", "precision", "recall", "n all",
+                   "accuracy (all)", "macro F1 (all)", "params", "ms / hand", "device")
+RESULTS_ALIGN = ("l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l")
+PAIRWISE_HEADERS = ("A", "B", "n", "acc A", "acc B", "b", "c", "test", "p", "p (Holm)", "significant")
+PAIRWISE_ALIGN = ("l", "l", "r", "r", "r", "r", "r", "l", "r", "r", "c")
+
+
+def results_cells(rows: Sequence[Mapping]) -> list[list[str]]:
+    """The formatted cells of the results table (:data:`RESULTS_HEADERS`), one list per model.
+    ``rows`` are :attr:`Comparison.rows` or rows read back from ``results.csv``."""
+    return [[
+        str(r.get("model", "")),
+        str(r.get("n_common", "")),
+        format_ci(r.get("acc"), r.get("acc_low"), r.get("acc_high")),
+        format_ci(r.get("macro_f1"), r.get("f1_low"), r.get("f1_high")),
+        format_ci(r.get("precision"), None, None),
+        format_ci(r.get("recall"), None, None),
+        str(r.get("n_all", "")),
+        format_ci(r.get("acc_all"), r.get("acc_all_low"), r.get("acc_all_high")),
+        format_ci(r.get("f1_all"), r.get("f1_all_low"), r.get("f1_all_high")),
+        _format_params(r.get("n_params")),
+        _format_ms(r.get("ms_per_sample")),
+        str(r.get("device", "") or "n/a"),
+    ] for r in rows]
+
+
+def pairwise_cells(pairwise: Sequence[Mapping]) -> list[list[str]]:
+    """The formatted cells of the McNemar table (:data:`PAIRWISE_HEADERS`)."""
+    return [[
+        str(p.get("model_a", "")), str(p.get("model_b", "")), str(p.get("n", "")),
+        format_ci(p.get("acc_a"), None, None), format_ci(p.get("acc_b"), None, None),
+        str(p.get("b", "")), str(p.get("c", "")), str(p.get("method", "")),
+        format_p(p.get("p_value")), format_p(p.get("p_holm")),
+        "yes" if _truthy(p.get("significant")) else "no",
+    ] for p in pairwise]
+
+
+def results_explanation(n_common, alpha: float = 0.05) -> str:
+    conf = int(round((1 - alpha) * 100))
+    return (
+        f"Accuracy and macro F1 in %, with {conf}% percentile-bootstrap intervals. "
+        f"\"Common\" = the {n_common} test hands every model can score (landmark models need landmarks); "
+        "\"all\" = every test hand the model can score."
+    )
+
+
+def pairwise_explanation(alpha: float = 0.05) -> str:
+    return (
+        "McNemar tests on the common hands (b = A right and B wrong, c = A wrong and B right; "
+        "exact binomial when b + c < 25, else chi-square with continuity correction; "
+        f"p Holm-adjusted over all pairs, significant at {alpha:g})."
+    )
+
+
+def markdown_table(headers: Sequence[str], cells: Sequence[Sequence[str]], align: Sequence[str] | None = None) -> str:
+    """A GitHub Markdown table (``align``: ``l``, ``r`` or ``c`` per column)."""
+    align = align or ["l"] * len(headers)
+    rule = {"l": "---", "r": "---:", "c": ":---:"}
+    lines = ["| " + " | ".join(_md_escape(h) for h in headers) + " |",
+             "|" + "|".join(rule[a] for a in align) + "|"]
+    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+def results_markdown(
+    rows: Sequence[Mapping],
+    pairwise: Sequence[Mapping] = (),
+    caption: str | None = None,
+    alpha: float = 0.05,
+) -> str:
+    """The Markdown results block: the caption, the table of models (common subset
+    and all-hands numbers with intervals) and the pairwise McNemar table. ``rows``
+    and ``pairwise`` are :attr:`Comparison.rows`/``pairwise`` or rows read back
+    from the CSV files (strings are fine)."""
+    out: list[str] = []
+    if caption:
+        out += [f"*{caption.strip()}*", ""]
+    if not rows:
+        return "\n".join(out + ["No results available.", ""])
+    out += [results_explanation(rows[0].get("n_common", ""), alpha), ""]
+    out += [markdown_table(RESULTS_HEADERS, results_cells(rows), RESULTS_ALIGN), ""]
+    if pairwise:
+        out += [pairwise_explanation(alpha), ""]
+        out += [markdown_table(PAIRWISE_HEADERS, pairwise_cells(pairwise), PAIRWISE_ALIGN), ""]
+    return "\n".join(out)
+
+
+def csv_text(rows: Iterable[Mapping], fields: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _csv_value(r.get(k, "")) for k in fields})
+    return buf.getvalue()
+
+
+def _csv_value(v):
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(float(v))
+    return v
+
+
+def read_csv_rows(path: str | os.PathLike) -> list[dict]:
+    """The rows of a CSV file as dicts of strings."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def write_results(
+    comparison: Comparison, graphs_dir: str | os.PathLike = "graphs", caption: str | None = None
+) -> dict[str, Path]:
+    """Write ``results.csv`` (one row per model, :data:`~engine.metrics.ROW_FIELDS`),
+    ``pairwise.csv`` (:data:`~engine.metrics.PAIR_FIELDS`) and ``results.md`` (the
+    Markdown of :func:`results_markdown`, starting with ``caption``, e.g. which
+    dataset the numbers come from). Returns the paths by name."""
+    g = Path(graphs_dir)
+    md = results_markdown(comparison.rows, comparison.pairwise, caption, comparison.alpha)
+    return {
+        "results_csv": atomic_write_text(g / "results.csv", csv_text(comparison.rows, ROW_FIELDS)),
+        "pairwise_csv": atomic_write_text(g / "pairwise.csv", csv_text(comparison.pairwise, PAIR_FIELDS)),
+        "results_md": atomic_write_text(g / "results.md", md),
+    }
+
+
+def update_readme(readme_path: str | os.PathLike, markdown: str) -> Path:
+    """Replace the text between ``<!-- results:start -->`` and ``<!-- results:end -->``
+    in ``readme_path`` with ``markdown`` (the markers stay). Raises ``ValueError``
+    when the markers are missing, repeated or out of order; writes atomically."""
+    path = Path(readme_path)
+    text = path.read_text(encoding="utf-8")
+    ns, ne = text.count(README_START), text.count(README_END)
+    if ns != 1 or ne != 1:
+        raise ValueError(
+            f"{path}: expected exactly one '{README_START}' and one '{README_END}' marker "
+            f"(found {ns} and {ne}); add them on their own lines where the results table should go"
+        )
+    start = text.index(README_START) + len(README_START)
+    end = text.index(README_END)
+    if end < start:
+        raise ValueError(f"{path}: '{README_END}' comes before '{README_START}'")
+    new = text[:start] + "\n" + markdown.strip("\n") + "\n" + text[end:]
+    return atomic_write_text(path, new)

@@ -1,0 +1,389 @@
+"""The one training engine: ``fit(TrainConfig)`` trains any registered model.
+
+Adam + cross-entropy with the model's recipe (lr, batch size, epochs, schedule)
+as defaults, early stopping on validation accuracy, a fixed seed that makes CPU
+runs repeatable, atomic checkpoints every epoch (``<run>.last.pt`` to resume,
+``<run>.pt`` for the best), a history CSV and curves in ``graphs/``,
+TensorBoard when installed, and DDP under ``torchrun``.
+
+Resuming is exact: the data order, augmentation and dropout of epoch ``e``
+are seeded from ``(seed, e)``, so a run interrupted after epoch ``k`` and
+resumed ends with the same weights as one that was never interrupted.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from data_loaders.batches import AugmentConfig, BatchTransform
+from data_loaders.image_io import atomic_write_text
+from model_classes import create_model, model_spec
+
+from .checkpoint import check_compatible, load_checkpoint, load_model, make_checkpoint, save_checkpoint, unwrap
+from .data_setup import load_hand_table, make_batches, usable_rows
+from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed
+from .predict import autocast, predict, to_device
+
+log = logging.getLogger(__name__)
+
+HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s")
+SCHEDULERS = ("none", "cosine", "onecycle")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; ``None`` means "the model's recipe decides"."""
+
+    model: str
+    crops_dir: str = "data/crops"
+    data_dir: str | None = None  # HaGRID root: landmark models can read it without crops
+    out_dir: str = "final_models"
+    graphs_dir: str = "graphs"
+    run_name: str | None = None
+    classes: str = "hagrid18"
+    include_no_gesture: bool = False
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    scheduler: str | None = None
+    patience: int | None = None  # epochs without a better val accuracy before stopping; 0 = never
+    seed: int = 0
+    device: str = "auto"
+    landmark_norm: str = "wrist"
+    hparams: dict = field(default_factory=dict)
+    augment: bool = True
+    num_workers: int = 2
+    in_memory: str = "auto"
+    amp: bool = True
+    resume: bool = False
+    max_train_batches: int | None = None  # cap per epoch, for smoke runs
+    max_eval_batches: int | None = None
+    init_from: dict = field(default_factory=dict)  # fusion: {"resnet34": ckpt, "gcn": ckpt}
+    train_split: str = "train"
+    val_split: str = "val"
+    progress: bool = True
+    tensorboard: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.run_name or self.model
+
+
+@dataclass
+class FitResult:
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history: list[dict]
+    best_val_acc: float
+    epochs_run: int
+    stopped_early: bool
+
+
+def resolve_device(spec: str, dist: DistInfo | None = None) -> torch.device:
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", dist.local_rank if dist else 0)
+        return torch.device("cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and dist is not None and dist.enabled:
+        dev = torch.device("cuda", dist.local_rank)
+    return dev
+
+
+def resolved_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """Recipe defaults overridden by whatever the config sets."""
+    recipe = dict(model_spec(cfg.model).recipe)
+    out = {
+        "epochs": cfg.epochs if cfg.epochs is not None else recipe.get("epochs", 8),
+        "batch_size": cfg.batch_size if cfg.batch_size is not None else recipe.get("batch_size", 64),
+        "lr": cfg.lr if cfg.lr is not None else recipe.get("lr", 1e-3),
+        "weight_decay": cfg.weight_decay if cfg.weight_decay is not None else recipe.get("weight_decay", 0.0),
+        "scheduler": cfg.scheduler or recipe.get("scheduler") or "none",
+        "optimizer": recipe.get("optimizer") or "adam",
+        "patience": cfg.patience if cfg.patience is not None else recipe.get("patience", 5),
+    }
+    if out["scheduler"] not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {out['scheduler']!r}; choose from {SCHEDULERS}")
+    return out
+
+
+def _scheduler(name: str, opt: torch.optim.Optimizer, lr: float, total_steps: int):
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total_steps, 1), pct_start=0.2)
+    return None
+
+
+def _build_model(cfg: TrainConfig, num_classes: int, class_names: Sequence[str]) -> nn.Module:
+    if cfg.model == "fusion" and cfg.init_from:
+        from model_classes.fusion import FusionModel
+
+        parts = {}
+        for key in ("resnet34", "gcn"):
+            if key in cfg.init_from:
+                parts[key], _ = load_model(cfg.init_from[key], model_name=key, class_names=class_names)
+        return FusionModel.from_unimodal(parts.get("resnet34"), parts.get("gcn"), num_classes, **cfg.hparams)
+    return create_model(cfg.model, num_classes, **cfg.hparams)
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
+    w.writeheader()
+    for row in history:
+        w.writerow({k: row.get(k) for k in HISTORY_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def fit(cfg: TrainConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()) -> FitResult:
+    """Train ``cfg.model``; returns where the checkpoints are and the history."""
+    dist = init_distributed(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        return _fit(cfg, dist, callbacks)
+    finally:
+        cleanup_distributed()
+
+
+def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, dict], None]]) -> FitResult:
+    device = resolve_device(cfg.device, dist)
+    spec = model_spec(cfg.model)
+    settings = resolved_settings(cfg)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    out_dir, graphs_dir = Path(cfg.out_dir), Path(cfg.graphs_dir)
+    best_path, last_path = out_dir / f"{cfg.name}.pt", out_dir / f"{cfg.name}.last.pt"
+    say = (lambda *a: print(*a, flush=True)) if (dist.is_main and cfg.progress) else (lambda *a: None)
+
+    # ------------------------------------------------------------- data
+    table = load_hand_table(cfg.crops_dir, cfg.data_dir, classes=cfg.classes,
+                            include_no_gesture=cfg.include_no_gesture, need_images="image" in spec.inputs)
+    table = usable_rows(table, spec.inputs)
+    class_names = list(table.class_names)
+    train_t, val_t = table.split_view(cfg.train_split), table.split_view(cfg.val_split)
+    common = dict(inputs=spec.inputs, image_size=spec.image_size, landmark_norm=cfg.landmark_norm,
+                  seed=cfg.seed, device=device, rank=dist.rank, world=dist.world,
+                  num_workers=cfg.num_workers, in_memory=cfg.in_memory, progress=cfg.progress and dist.is_main)
+    train_b = make_batches(train_t, batch_size=settings["batch_size"], shuffle=True, **common)
+    val_b = make_batches(val_t, batch_size=max(settings["batch_size"], 256), shuffle=False, **common)
+    augment = AugmentConfig.from_recipe(spec.recipe.get("augment")) if cfg.augment else None
+    transform = BatchTransform(cfg.landmark_norm, spec.image_size, augment, seed=cfg.seed)
+    eval_transform = BatchTransform(cfg.landmark_norm, spec.image_size, None)
+    say(f"[{cfg.name}] {len(train_t)} train / {len(val_t)} val hands, {len(class_names)} classes, device {device}"
+        + (f", {dist.world} processes" if dist.enabled else ""))
+
+    # ------------------------------------------------------------- model
+    model = _build_model(cfg, len(class_names), class_names).to(device)
+    channels_last = device.type == "cuda" and "image" in spec.inputs
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    use_amp = cfg.amp and device.type == "cuda"
+    preprocessing = {
+        "inputs": list(spec.inputs), "image_size": spec.image_size, "landmark_norm": cfg.landmark_norm,
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+        "crop": {k: table.meta.get("crop_info", {}).get(k) for k in ("size", "box_scale", "fill", "resample")},
+    }
+    train_model: nn.Module = model
+    if dist.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[settings["optimizer"]]
+    opt = opt_cls(params, lr=settings["lr"], weight_decay=settings["weight_decay"])
+    steps_per_epoch = len(train_b) if cfg.max_train_batches is None else min(len(train_b), cfg.max_train_batches)
+    sched = _scheduler(settings["scheduler"], opt, settings["lr"], steps_per_epoch * settings["epochs"])
+
+    history: list[dict] = []
+    start_epoch, best_acc, bad_epochs = 0, -math.inf, 0
+    if cfg.resume and last_path.is_file():
+        ckpt = load_checkpoint(last_path, map_location=device)
+        check_compatible(ckpt, last_path, model_name=cfg.model, class_names=class_names,
+                         hparams=unwrap(model).hparams, preprocessing={"landmark_norm": cfg.landmark_norm})
+        unwrap(model).load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if sched is not None and ckpt.get("scheduler"):
+            sched.load_state_dict(ckpt["scheduler"])
+        history = list(ckpt.get("history", []))
+        start_epoch = ckpt["epoch"] + 1
+        best_acc = ckpt["best_metric"] if ckpt["best_metric"] is not None else -math.inf
+        bad_epochs = ckpt.get("bad_epochs", 0)
+        say(f"[{cfg.name}] resuming from {last_path} after epoch {ckpt['epoch'] + 1}")
+
+    writer = _tensorboard(cfg, dist)
+    args = {**asdict(cfg), **settings}
+    stopped_early = False
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, settings["epochs"]):
+        if settings["patience"] and bad_epochs >= settings["patience"]:
+            stopped_early = True
+            break
+        t0 = time.perf_counter()
+        train_b.set_epoch(epoch)
+        transform.set_epoch(epoch, device)
+        torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout etc.: same stream on resume
+        train_model.train()
+        loss_sum = correct = seen = 0.0
+        it = train_b
+        bar = None
+        if cfg.progress and dist.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=steps_per_epoch, desc=f"{cfg.name} {epoch + 1}/{settings['epochs']}", unit="batch", leave=False,
+                       mininterval=1.0)
+        for i, batch in enumerate(it):
+            if i >= steps_per_epoch:
+                break
+            batch = transform(to_device(batch, device, channels_last), train=True)
+            with autocast(device, use_amp):
+                logits = train_model(batch)
+                loss = F.cross_entropy(logits.float(), batch["label"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            n = batch["label"].shape[0]
+            loss_sum += loss.item() * n
+            correct += (logits.argmax(-1) == batch["label"]).sum().item()
+            seen += n
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", samples_s=f"{seen * dist.world / (time.perf_counter() - t0):.0f}")
+        if bar is not None:
+            bar.close()
+        train_seconds = time.perf_counter() - t0
+        loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], device)
+        preds = predict(model, val_b, eval_transform, device, amp=use_amp, channels_last=channels_last,
+                        max_batches=cfg.max_eval_batches)
+        v_loss, v_correct, v_n = all_reduce_sum(
+            [preds.loss_sum, float((preds.y_true == preds.y_pred).sum()), float(preds.n)], device)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+            "val_loss": v_loss / max(v_n, 1), "val_acc": v_correct / max(v_n, 1),
+            "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
+            "samples_per_s": seen / max(train_seconds, 1e-9),
+        }
+        history.append(row)
+        improved = row["val_acc"] > best_acc
+        if improved:
+            best_acc, bad_epochs = row["val_acc"], 0
+        else:
+            bad_epochs += 1
+        if dist.is_main:
+            ckpt = make_checkpoint(model, model_name=cfg.model, class_names=class_names, preprocessing=preprocessing,
+                                   optimizer=opt, scheduler=sched, epoch=epoch, best_metric=best_acc, args=args,
+                                   history=history, extra={"bad_epochs": bad_epochs, "val_acc": row["val_acc"]})
+            if improved:
+                save_checkpoint(best_path, ckpt)
+            save_checkpoint(last_path, ckpt)
+            _write_history(graphs_dir / f"{cfg.name}_history.csv", history)
+            _plot_curves(graphs_dir, cfg.name, history)
+            if writer is not None:
+                for k in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "samples_per_s"):
+                    writer.add_scalar(k, row[k], epoch + 1)
+            say(f"[{cfg.name}] epoch {epoch + 1}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
+                f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} | {row['seconds']:.1f}s, "
+                f"{row['samples_per_s']:.0f} samples/s" + ("  *best" if improved else ""))
+        barrier()
+        for cb in callbacks:
+            cb(epoch, row)
+    if writer is not None:
+        writer.close()
+    return FitResult(best_path, last_path, history, best_acc, epoch + 1, stopped_early)
+
+
+def _plot_curves(graphs_dir: Path, name: str, history: list[dict]) -> None:
+    try:
+        from .plots import plot_history
+    except ImportError:  # plotting is optional for training
+        return
+    plot_history(history, graphs_dir / f"{name}_curves.png", title=name)
+
+
+def _tensorboard(cfg: TrainConfig, dist: DistInfo):
+    if not (cfg.tensorboard and dist.is_main):
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard not installed: the history CSV and curves still exist
+        return None
+    return SummaryWriter(log_dir=str(Path(cfg.graphs_dir) / "tensorboard" / cfg.name))
+
+
+# --------------------------------------------------------------------------- #
+# command line: hand-gestures train
+# --------------------------------------------------------------------------- #
+def parse_key_values(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["hidden=[128,64]", "dropout=0.1"]`` -> dict, values read as JSON when they parse."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def add_arguments(p) -> None:
+    from model_classes import list_models
+
+    p.add_argument("--model", required=True, choices=list_models())
+    p.add_argument("--data-dir", help="HaGRID root (landmark models can train from annotations without crops)")
+    p.add_argument("--crops-dir", default="data/crops", help="output of `hand-gestures crop` (default: data/crops)")
+    p.add_argument("--out-dir", default="final_models")
+    p.add_argument("--graphs-dir", default="graphs")
+    p.add_argument("--run-name", help="checkpoint/graph name (default: the model name)")
+    p.add_argument("--classes", default="hagrid18")
+    p.add_argument("--include-no-gesture", action="store_true")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--scheduler", choices=SCHEDULERS)
+    p.add_argument("--patience", type=int, help="early stopping: epochs without a better val accuracy (0: off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--landmark-norm", default="wrist", choices=("wrist", "bbox"))
+    p.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="model hyperparameter (JSON value)")
+    p.add_argument("--init-from", action="append", metavar="MODEL=CKPT", help="fusion: resnet34=... gcn=...")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--in-memory", choices=("auto", "yes", "no"), default="auto")
+    p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from <run>.last.pt")
+    p.add_argument("--max-train-batches", type=int)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args) -> int:
+    cfg = TrainConfig(
+        model=args.model, crops_dir=args.crops_dir, data_dir=args.data_dir, out_dir=args.out_dir,
+        graphs_dir=args.graphs_dir, run_name=args.run_name, classes=args.classes,
+        include_no_gesture=args.include_no_gesture, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, scheduler=args.scheduler, patience=args.patience, seed=args.seed,
+        device=args.device, landmark_norm=args.landmark_norm, hparams=parse_key_values(args.hparam),
+        augment=not args.no_augment, num_workers=args.workers, in_memory=args.in_memory, amp=not args.no_amp,
+        resume=args.resume, max_train_batches=args.max_train_batches,
+        init_from=parse_key_values(args.init_from), progress=not args.no_progress,
+    )
+    res = fit(cfg)
+    print(f"best val accuracy {res.best_val_acc:.4f}; checkpoint {res.best_checkpoint}")
+    return 0

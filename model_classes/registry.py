@@ -1,0 +1,189 @@
+"""Model registry: names -> factories, inputs, image sizes, default hyperparameters and training recipes.
+
+Usage::
+
+    from model_classes import create_model, list_models, model_spec
+
+    model = create_model("gcn", 18, hidden=64, node_features="xy+bone")
+    spec = model_spec("gcn")          # spec.inputs, spec.image_size, spec.default_hparams, spec.recipe
+    again = create_model("gcn", 18, **model.hparams)   # same architecture, fresh weights
+
+A factory is a callable ``factory(num_classes, **hparams) -> nn.Module`` whose
+hyperparameters are keyword arguments with defaults; those defaults are the
+model's ``default_hparams``. Each model stores the full resolved dict in
+``model.hparams`` so that ``create_model(name, num_classes, **model.hparams)``
+rebuilds the same architecture (that is what a checkpoint stores). For the
+ResNet-34 and the fusion model the stored ``weights`` is always ``None``: the
+rebuilt model's weights come from the checkpoint's ``state_dict``, never from
+a fresh ImageNet download (``model.pretrained`` records where the initial
+weights came from).
+
+Recipe keys (defaults; the training engine's command line overrides them):
+
+``lr``, ``batch_size``, ``epochs``
+    as usual.
+``optimizer``, ``weight_decay``
+    ``"adam"`` (what ``engine.train`` uses); the weight decay is Adam's
+    (coupled, L2) ``weight_decay``, so keep it small.
+``scheduler``
+    ``"none"`` (constant lr), ``"cosine"`` (cosine annealing over the run) or
+    ``"onecycle"`` (``OneCycleLR`` with ``max_lr=lr``, stepped every batch):
+    ``engine.train.SCHEDULERS``.
+``patience``
+    early stopping: epochs without a better val accuracy (0: never stop early).
+``augment``
+    keyword arguments of ``data_loaders.batches.AugmentConfig``: ``flip_p``
+    (horizontal), ``rotation_deg`` (at most 30, larger turns like into dislike),
+    ``scale_range``, ``landmark_jitter``, and for images ``translate``,
+    ``brightness``, ``contrast``, ``saturation``. Never vertical flips.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch.nn as nn
+
+VALID_INPUTS = ("landmarks", "image")
+
+#: Recipe augmentation (``data_loaders.batches.AugmentConfig`` keywords) for landmark models...
+LANDMARK_AUGMENT: dict[str, Any] = {
+    "flip_p": 0.5,
+    "rotation_deg": 15.0,
+    "scale_range": (0.9, 1.1),
+    "landmark_jitter": 0.01,
+}
+#: ...and for image models (the fusion model's landmarks follow its images' flips/rotations).
+IMAGE_AUGMENT: dict[str, Any] = {
+    **LANDMARK_AUGMENT,
+    "translate": 0.05,
+    "brightness": 0.25,
+    "contrast": 0.25,
+    "saturation": 0.25,
+}
+
+
+class UnknownModelError(KeyError):
+    """``create_model``/``model_spec`` got a name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownHyperparameterError(TypeError):
+    """``create_model`` got hyperparameters the model does not take."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the engine needs to know about a model before building it."""
+
+    name: str
+    inputs: tuple[str, ...]
+    image_size: int | None
+    default_hparams: dict[str, Any]
+    recipe: dict[str, Any]
+    factory: Callable[..., nn.Module] = field(repr=False, compare=False)
+
+    @property
+    def uses_image(self) -> bool:
+        return "image" in self.inputs
+
+    @property
+    def uses_landmarks(self) -> bool:
+        return "landmarks" in self.inputs
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def _hparam_defaults(factory: Callable[..., nn.Module]) -> dict[str, Any]:
+    sig = inspect.signature(factory)
+    params = list(sig.parameters.values())
+    if not params or params[0].name != "num_classes":
+        raise TypeError(f"model factory {factory!r} must take num_classes as its first argument")
+    out = {}
+    for p in params[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise TypeError(f"model factory {factory!r}: no *args/**kwargs, list every hyperparameter")
+        if p.default is p.empty:
+            raise TypeError(f"model factory {factory!r}: hyperparameter {p.name!r} needs a default")
+        out[p.name] = p.default
+    return out
+
+
+def register_model(
+    name: str,
+    *,
+    inputs: tuple[str, ...] | list[str],
+    image_size: int | None = None,
+    recipe: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering ``factory(num_classes, **hparams) -> nn.Module`` under ``name``."""
+    inputs = tuple(inputs)
+    bad = [i for i in inputs if i not in VALID_INPUTS]
+    if not inputs or bad:
+        raise ValueError(f"model {name!r}: inputs must be a non-empty subset of {VALID_INPUTS}, got {inputs}")
+    if ("image" in inputs) != (image_size is not None):
+        raise ValueError(f"model {name!r}: image_size is required exactly when the model takes images")
+
+    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model name {name!r} is already registered")
+        _REGISTRY[name] = ModelSpec(
+            name=name,
+            inputs=inputs,
+            image_size=image_size,
+            default_hparams=_hparam_defaults(factory),
+            recipe=dict(recipe or {}),
+            factory=factory,
+        )
+        return factory
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    # The model modules register themselves on import (the package __init__ imports them in order).
+    from . import mlp, cnn, gcn, resnet, fusion  # noqa: F401
+
+
+def list_models() -> list[str]:
+    """Registered model names, in registration order (mlp, cnn, gcn, resnet34, fusion)."""
+    _ensure_loaded()
+    return list(_REGISTRY)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of ``name`` (a copy: editing it changes nothing)."""
+    _ensure_loaded()
+    try:
+        spec = _REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; valid names: {', '.join(_REGISTRY)}") from None
+    return ModelSpec(
+        name=spec.name,
+        inputs=spec.inputs,
+        image_size=spec.image_size,
+        default_hparams=copy.deepcopy(spec.default_hparams),
+        recipe=copy.deepcopy(spec.recipe),
+        factory=spec.factory,
+    )
+
+
+def create_model(name: str, num_classes: int, **hparams: Any) -> nn.Module:
+    """Build model ``name`` for ``num_classes`` classes; unspecified hyperparameters take their defaults."""
+    spec = model_spec(name)
+    unknown = sorted(set(hparams) - set(spec.default_hparams))
+    if unknown:
+        raise UnknownHyperparameterError(
+            f"model {name!r} has no hyperparameter(s) {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(spec.default_hparams)}"
+        )
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    model = spec.factory(num_classes, **hparams)
+    model.model_name = name
+    return model

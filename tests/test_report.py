@@ -1,0 +1,165 @@
+"""Results table, README block, evaluation artefacts and the report."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+
+from engine.metrics import ModelPredictions, compare_models
+from engine.plots import plot_history
+from engine.report import build_report, write_evaluation_artefacts
+from engine.results_table import (
+    README_END,
+    README_START,
+    format_ci,
+    read_csv_rows,
+    update_readme,
+    write_results,
+)
+
+CLASSES = ["like", "dislike", "peace", "peace_inverted"]
+CI = re.compile(r"\d+\.\d \[\d+\.\d, \d+\.\d\]")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _comparison():
+    rng = np.random.default_rng(0)
+    n = 400
+    idx = np.arange(n)
+    y = rng.integers(0, 4, n)
+    preds = {}
+    for name, acc, lm in (("mlp", 0.8, True), ("resnet34", 0.9, False)):
+        p = np.where(rng.random(n) < acc, y, y ^ 1)  # errors go to the orientation partner
+        keep = (idx % 10 != 0) if lm else np.ones(n, bool)
+        preds[name] = ModelPredictions(name, idx[keep], y[keep], p[keep], None, 1234, 0.5, "cpu")
+    return compare_models(preds, CLASSES, n_boot=200)
+
+
+@pytest.fixture(scope="module")
+def comparison():
+    return _comparison()
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory, comparison):
+    """A graphs dir with the evaluation artefacts, a data summary and one history CSV."""
+    g = tmp_path_factory.mktemp("graphs")
+    write_evaluation_artefacts(comparison, g, CLASSES, caption="Synthetic demonstration set")
+    splits = {s: {c: {"images": 10 * k, "hands": 11 * k, "hands_with_landmarks": 9 * k, "users": 3 * k}
+                  for c in CLASSES} for s, k in (("train", 8), ("val", 1), ("test", 2))}
+    (g / "data_summary.json").write_text(json.dumps({
+        "dataset": "synthetic", "format": "v2", "class_names": CLASSES, "splits": splits,
+        "skipped": {"bad_bbox": 2}, "subject_leaks": {},
+    }))
+    with open(g / "mlp_history.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s"])
+        for e in range(1, 6):
+            w.writerow([e, 1 / e, 1 - 0.5 / e, 1.2 / e, 0.9 - 0.4 / e, 1e-3, 2.0, 1000])
+    return g
+
+
+def test_format_ci():
+    assert format_ci(0.981, 0.97, 0.99) == "98.1 [97.0, 99.0]"
+    assert format_ci("0.981", "0.97", "0.99") == "98.1 [97.0, 99.0]"
+    assert format_ci(0.5, "", "") == "50.0"
+    assert format_ci("", None, None) == "n/a"
+
+
+def test_write_results_and_update_readme(tmp_path, comparison):
+    paths = write_results(comparison, tmp_path, caption="HaGRID sample, test split")
+    rows = read_csv_rows(paths["results_csv"])
+    assert [r["model"] for r in rows] == ["mlp", "resnet34"]
+    assert all(r["n_common"] == "360" for r in rows)
+    assert rows[1]["n_all"] == "400"
+    assert float(rows[0]["acc_low"]) <= float(rows[0]["acc"]) <= float(rows[0]["acc_high"])
+    pw = read_csv_rows(paths["pairwise_csv"])
+    assert len(pw) == 1 and pw[0]["method"] in ("exact", "chi2_cc")
+    md = paths["results_md"].read_text()
+    assert md.startswith("*HaGRID sample, test split*")
+    assert len(CI.findall(md)) >= 8 and "McNemar" in md and "| mlp | resnet34 |" in md
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nintro\n\n{README_START}\nold table\n{README_END}\n\n## After\n")
+    update_readme(readme, md)
+    text = readme.read_text()
+    assert "old table" not in text and "HaGRID sample, test split" in text
+    assert text.startswith("# Title\n\nintro\n\n" + README_START + "\n")
+    assert text.endswith(README_END + "\n\n## After\n")
+    update_readme(readme, "second")  # the markers stay, so it can run again
+    text = readme.read_text()
+    assert text.count(README_START) == 1 and "second" in text and "HaGRID sample" not in text
+    assert not list(tmp_path.glob(".*.tmp"))  # no temp files left behind
+
+
+def test_update_readme_without_markers_is_a_clear_error(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers here\n")
+    with pytest.raises(ValueError, match="results:start"):
+        update_readme(readme, "x")
+    assert readme.read_text() == "# no markers here\n"
+    readme.write_text(f"{README_END}\n{README_START}\n")
+    with pytest.raises(ValueError, match="before"):
+        update_readme(readme, "x")
+
+
+def test_evaluation_artefacts(graphs):
+    for name in ("results.csv", "results.md", "pairwise.csv", "per_class.csv", "confused_pairs.csv",
+                 "orientation_pairs.csv", "evaluation.json", "mlp_confusion.png", "resnet34_confusion.png",
+                 "orientation_pairs.png", "model_comparison.png"):
+        assert (graphs / name).is_file(), name
+    for png in graphs.glob("*.png"):
+        assert png.read_bytes()[:8] == PNG_MAGIC
+    orient = read_csv_rows(graphs / "orientation_pairs.csv")
+    assert {(r["a"], r["b"]) for r in orient} == {("like", "dislike"), ("peace", "peace_inverted")}
+    confused = read_csv_rows(graphs / "confused_pairs.csv")
+    assert confused[0]["rank"] == "1" and {confused[0]["true"], confused[0]["pred"]} in (
+        {"like", "dislike"}, {"peace", "peace_inverted"})
+    assert json.loads((graphs / "evaluation.json").read_text())["n_common"] == 360
+
+
+def test_write_evaluation_artefacts_checks_class_names(tmp_path, comparison):
+    with pytest.raises(ValueError, match="differ"):
+        write_evaluation_artefacts(comparison, tmp_path, ["a", "b", "c", "d"])
+
+
+def test_build_report_is_self_contained(graphs, tmp_path):
+    out = tmp_path / "reports"
+    html_path, md_path = build_report(graphs, out, dataset_note="Synthetic demonstration set")
+    html = html_path.read_text()
+    assert html.count('src="data:image/png;base64,') >= 5  # curves, comparison, 2 confusions, orientation
+    assert not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//', html)
+    assert "<link" not in html and "<script" not in html
+    assert "SYNTHETIC" in html
+    assert CI.search(html) and "McNemar" in html and "peace / peace_inverted" in html
+    assert (graphs / "mlp_curves.png").is_file()  # drawn from mlp_history.csv
+    assert "resnet34 training curves: not available" in html
+
+    md = md_path.read_text()
+    assert "SYNTHETIC" in md and "| mlp |" in md
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert images and all(not i.startswith("data:") for i in images)
+    for rel in images:
+        assert (out / rel).resolve().is_file(), rel
+
+
+def test_build_report_without_artefacts_does_not_crash(tmp_path):
+    g = tmp_path / "graphs"
+    g.mkdir()
+    (g / "data_summary.json").write_text("{not json")
+    html_path, md_path = build_report(g, tmp_path / "reports", dataset_note="HaGRID sample")
+    html = html_path.read_text()
+    assert "not available" in html and "data_summary.json" in html
+    assert "SYNTHETIC" not in html
+    assert "not available" in md_path.read_text()
+
+
+def test_plot_history_accepts_rows_with_gaps(tmp_path):
+    rows = [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": "", "val_acc": ""},
+            {"epoch": 2, "train_loss": 0.5, "train_acc": 0.7, "val_loss": 0.6, "val_acc": 0.65}]
+    out = plot_history(rows, tmp_path / "h.png", "t")
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert plot_history([], tmp_path / "empty.png").is_file()
