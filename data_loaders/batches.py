@@ -59,7 +59,7 @@ def load_crops(table: HandTable, size: int, progress: bool = False) -> torch.Ten
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(it, desc=f"loading {len(paths)} crops", unit="img", leave=False)
+        it = tqdm(it, desc=f"loading {len(paths)} crops", unit="img", leave=False, disable=None)
     for i in it:
         out[i] = torch.from_numpy(load_crop(paths[i], size))
     return out

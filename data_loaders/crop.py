@@ -164,7 +164,11 @@ def _crop_image(path: str, hands: list[Hand], *, size: int, box_scale: float, qu
         if i not in todo_idx:
             out.append((i, REUSED, wh, box, "", ""))
             continue
-        atomic_save_jpeg(cut_square(img, box, size), dest, quality)
+        try:
+            atomic_save_jpeg(cut_square(img, box, size), dest, quality)
+        except Exception as e:  # e.g. disk full: this hand only, the others may still be fine
+            out.append((i, SKIPPED, wh, None, "crop_error", f"{type(e).__name__}: {e}"))
+            continue
         out.append((i, WRITTEN, wh, box, "", ""))
     return out
 
@@ -227,6 +231,8 @@ class CropSummary:
             if log.counts:
                 out.append(f"{title}: {log.total}")
                 out.extend("  " + line for line in log.summary_lines())
+        if not self.skipped.counts and not self.annotation_skipped.counts:
+            out.append("skipped hands: none")
         out.extend(f"warning: {w}" for w in self.warnings)
         return out
 
@@ -336,23 +342,26 @@ def crop_dataset(
 
     results: list[Result | None] = [None] * len(records)
     n_workers = default_workers() if workers is None else max(1, workers)
-    bar = tqdm(total=len(tasks), unit="img", desc="crop", disable=not progress, smoothing=0.05)
+    # the pool forks before the progress bar starts its monitor thread (fork with threads is unsafe)
+    pool = Pool(n_workers, initializer=_init_worker, initargs=(settings,)) if n_workers > 1 else None
+    if pool is None:
+        _init_worker(settings)
+    bar = tqdm(total=len(tasks), unit="img", desc="crop", disable=None if progress else True,  # None: off when not a terminal
+               smoothing=0.05)
     try:
-        if n_workers == 1:
-            _init_worker(settings)
-            for task in tasks:
-                for res in crop_image(task):
-                    results[res[0]] = res
-                bar.update()
+        if pool is None:
+            done = map(crop_image, tasks)
         else:
-            chunk = max(1, min(64, len(tasks) // (n_workers * 16)))
-            with Pool(n_workers, initializer=_init_worker, initargs=(settings,)) as pool:
-                for out in pool.imap_unordered(crop_image, tasks, chunksize=chunk):
-                    for res in out:
-                        results[res[0]] = res
-                    bar.update()
+            done = pool.imap_unordered(crop_image, tasks, chunksize=max(1, min(64, len(tasks) // (n_workers * 16))))
+        for out in done:
+            for res in out:
+                results[res[0]] = res
+            bar.update()
     finally:
         bar.close()
+        if pool is not None:
+            pool.terminate()  # all results are in (or we are unwinding): stop the workers now
+            pool.join()
 
     summary = CropSummary(out_dir=out_dir, splits=ann.splits, class_names=class_set.to_list(),
                           annotation_skipped=ann.skipped, annotation_degraded=ann.degraded,

@@ -8,8 +8,10 @@ v2: ``hagrid_dataset*/<class>/<uuid>.jpg`` with
 ``hand_landmarks`` and ``united_bbox``/``united_label``/``meta`` may be null.
 
 Bad records never crash a caller deep in a loop: an unreadable annotation
-file raises :class:`DataError` naming it, and a bad hand is skipped and
-counted (with a few named examples) in :attr:`HagridAnnotations.skipped`.
+file raises :class:`DataError` naming it; a bad hand is skipped and logged
+(file, uuid, hand, reason) in :attr:`HagridAnnotations.skipped`; a hand kept
+without its malformed landmarks in ``degraded``; hands outside the class set
+(e.g. ``no_gesture`` unless asked for) are only counted, in ``excluded``.
 """
 from __future__ import annotations
 

@@ -410,7 +410,7 @@ def generate_synthetic_hagrid(
     total = n_subjects * images_per_subject
     try:
         from tqdm import tqdm
-        bar = tqdm(total=total, desc="synth frames", unit="img", disable=not progress)
+        bar = tqdm(total=total, desc="synth frames", unit="img", disable=None if progress else True)  # None: off when not a terminal
     except ImportError:  # pragma: no cover
         bar = None
     for subj in subjects:

@@ -14,6 +14,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from typing import NamedTuple, Sequence
 
 from data_loaders.errors import DataError
@@ -60,6 +61,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # PyTorch Geometric's import triggers torch's own deprecation notice for torch.jit.script: not ours to act on
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")

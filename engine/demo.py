@@ -25,8 +25,8 @@ MODELS = ("mlp", "gcn", "cnn", "resnet34", "fusion")  # fusion last: it starts f
 CPU_PLAN: dict[str, dict] = {
     "mlp": dict(epochs=150, patience=30, hparams={}),
     "gcn": dict(epochs=150, patience=30, hparams={}),
-    "cnn": dict(epochs=30, patience=0, hparams={}),
-    "resnet34": dict(epochs=4, patience=0, hparams={"weights": None}, lr=1e-3, scheduler="onecycle"),
+    "cnn": dict(epochs=60, patience=0, hparams={}),
+    "resnet34": dict(epochs=8, patience=0, hparams={"weights": None}, lr=1e-3, scheduler="onecycle"),
     "fusion": dict(epochs=4, patience=0, hparams={"freeze_branches": True}, lr=1e-3),
 }
 

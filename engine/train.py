@@ -241,7 +241,7 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
             from tqdm.auto import tqdm
 
             bar = tqdm(total=steps_per_epoch, desc=f"{cfg.name} {epoch + 1}/{settings['epochs']}", unit="batch", leave=False,
-                       mininterval=1.0)
+                       mininterval=1.0, disable=None)  # off when not a terminal: the epoch lines remain
         for i, batch in enumerate(it):
             if i >= steps_per_epoch:
                 break

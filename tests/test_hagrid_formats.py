@@ -210,7 +210,8 @@ def test_real_sample_counts(hagrid_sample):
     assert len(ann.records) == 1911
     assert sum(r.landmarks is not None for r in ann.records) == 1860
     s = summarize(ann)
-    per_split = {sp: sum(row["hands"] for c, row in rows.items() if c != NO_GESTURE) for sp, rows in s["splits"].items()}
+    per_split = {sp: sum(row["hands"] for c, row in rows.items() if c != NO_GESTURE)
+                 for sp, rows in s["splits"].items()}
     assert per_split == {"train": 1186, "val": 167, "test": 297}
     assert s["subject_leaks"] == {}
     assert not ann.skipped.counts and not ann.degraded.counts
