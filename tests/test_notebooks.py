@@ -21,7 +21,7 @@ TRAINING = [
     ("train_gnn", "gcn", {}),
     ("train_cnn_baseline", "cnn", {}),
     ("train_resnet", "resnet34", {"weights": None}),
-    ("train_fusion", "fusion", {"resnet": {"weights": None}, "freeze_branches": True}),
+    ("train_fusion", "fusion", {"freeze_branches": True}),  # branches come from the resnet34 and gcn above
 ]
 
 
