@@ -58,6 +58,7 @@ def summarize(annotations: HagridAnnotations) -> dict:
         "splits": splits,
         "skipped": dict(sorted(skipped.items())),
         "subject_leaks": find_subject_leaks((r.user_id, r.split) for r in ann.records),
+        "split_totals": split_totals(ann),
     }
 
 

@@ -153,7 +153,7 @@ def detect_format(root: str | Path) -> str:
     raise DataError(
         root,
         "no HaGRID annotations found: expected hagrid_annotations/{train,val,test}/ (v2) "
-        "or ann_train_val/, ann_test/, ann_subsample/ (v1); see README.md 'Getting HaGRID'",
+        "or ann_train_val/, ann_test/, ann_subsample/ (v1); see docs/getting_hagrid.md",
     )
 
 

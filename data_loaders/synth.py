@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
 import uuid as uuidlib
 from collections import Counter, defaultdict
@@ -45,6 +44,7 @@ from PIL import Image, ImageDraw
 from . import synth_render as R
 from .classes import GESTURES_18, NO_GESTURE
 from .errors import DataError
+from .image_io import atomic_write_bytes
 from .synth_hand import GESTURES, HandGeom, HandShape, make_hand
 
 log = logging.getLogger(__name__)
@@ -309,17 +309,6 @@ def annotation_record(spec: FrameSpec) -> dict:
     }
 
 
-# ----------------------------------------------------------------------------- #
-# writing
-# ----------------------------------------------------------------------------- #
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _settings(n_subjects, images_per_subject, image_size, portrait_p, seed, second_hand_p, empty_landmarks_p,
               landmark_noise) -> dict:
     return {
@@ -398,7 +387,7 @@ def generate_synthetic_hagrid(
                              "write the synthetic set to another folder")
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(info_path, orjson.dumps({"complete": False, "settings": settings}, option=orjson.OPT_INDENT_2))
+    atomic_write_bytes(info_path, orjson.dumps({"complete": False, "settings": settings}, option=orjson.OPT_INDENT_2))
 
     splits = assign_splits(n_subjects, seed)
     subjects = [make_subject(i, seed, splits[i], portrait_p) for i in range(n_subjects)]
@@ -420,7 +409,7 @@ def generate_synthetic_hagrid(
                                      empty_landmarks_p=empty_landmarks_p, landmark_noise=landmark_noise)
             jpeg = render_frame(spec, rng)
             path = out / IMAGE_DIR / gesture / f"{spec.uuid}.jpg"
-            _atomic_write(path, jpeg)
+            atomic_write_bytes(path, jpeg)
             written.add(path)
             ann[subj.split][gesture][spec.uuid] = annotation_record(spec)
             counts[f"images_{subj.split}"] += 1
@@ -436,7 +425,7 @@ def generate_synthetic_hagrid(
     for split, by_class in ann.items():
         for cls in sorted(by_class):
             path = out / ANNOTATION_DIR / split / f"{cls}.json"
-            _atomic_write(path, orjson.dumps(by_class[cls]))
+            atomic_write_bytes(path, orjson.dumps(by_class[cls]))
             written.add(path)
     _prune(out, written)
     n_split_subjects = Counter(s.split for s in subjects)
@@ -454,8 +443,8 @@ def generate_synthetic_hagrid(
         splits="/".join(str(n_split_subjects[s]) for s in SPLIT_FRACTIONS) + " subjects",
         n_images=total, n_hands=stats["n_hands"], n_no_gesture=stats["n_no_gesture"], n_empty=stats["n_empty_landmarks"],
     )
-    _atomic_write(out / "README.md", readme.encode())
-    _atomic_write(info_path, orjson.dumps({
+    atomic_write_bytes(out / "README.md", readme.encode())
+    atomic_write_bytes(info_path, orjson.dumps({
         "complete": True, "synthetic": True, "format": "hagrid_v2",
         "note": "synthetic demonstration set drawn by data_loaders.synth; numbers on it are not HaGRID results",
         "settings": settings, "counts": stats,

@@ -8,7 +8,6 @@ scheduler, epoch, best metric and history so ``--resume`` can continue.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from data_loaders.errors import CheckpointMismatchError
+from data_loaders.image_io import atomic_open
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model_name", "hparams", "num_classes", "class_names", "preprocessing", "state_dict")
@@ -23,21 +23,10 @@ REQUIRED_KEYS = ("format_version", "model_name", "hparams", "num_classes", "clas
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """Save to a temp file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def unwrap(model: nn.Module) -> nn.Module:

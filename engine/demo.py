@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .checkpoint import load_checkpoint
-from .train import FitResult, TrainConfig, fit
+from .train import TrainConfig, fit
 
 MODELS = ("mlp", "gcn", "cnn", "resnet34", "fusion")  # fusion last: it starts from resnet34 + gcn
 
@@ -112,7 +112,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     from .report import build_report
 
     t_start = time.perf_counter()
-    say = print if cfg.progress else (lambda *a, **k: None)
+    def say(*a) -> None:  # step headers, reuse notices and the final table: always shown
+        print(*a, flush=True)
+
     graphs = _p(cfg, cfg.graphs_dir)
     if cfg.data_dir is None:
         from data_loaders.synth import generate_synthetic_hagrid
@@ -178,6 +180,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every model's epochs (e.g. 0.2)")
     p.add_argument("--pretrained", help="ResNet-34 start: 'imagenet' (needs internet) or a .pth path")
+    p.add_argument("--synth-subjects", type=int, help="synthetic set: number of subjects (default 90)")
+    p.add_argument("--synth-images-per-subject", type=int, help="synthetic set: frames per subject (default 16)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -187,5 +191,6 @@ def run(args: argparse.Namespace) -> int:
         models = [m for m in MODELS if m in set(models) | {"resnet34", "gcn"}]
     run_demo(DemoConfig(data_dir=args.data_dir, work_dir=args.work_dir, models=models, restart=args.restart,
                         device=args.device, seed=args.seed, epochs_scale=args.epochs_scale,
-                        pretrained=args.pretrained, progress=not args.no_progress))
+                        pretrained=args.pretrained, synth_subjects=args.synth_subjects,
+                        synth_images_per_subject=args.synth_images_per_subject, progress=not args.no_progress))
     return 0

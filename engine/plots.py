@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from data_loaders.image_io import atomic_open
+
 __all__ = [
     "plot_confusion",
     "plot_history",
@@ -34,9 +36,8 @@ def _new_figure(w: float, h: float) -> Figure:
 def _save(fig: Figure, out_png: str | os.PathLike) -> Path:
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
-    os.replace(tmp, out)
+    with atomic_open(out, "wb") as f:
+        fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
     fig.clear()
     return out
 

@@ -270,11 +270,16 @@ def _section_data(r: _Report, g: Path) -> dict | None:
         return 0.0 if math.isnan(v) else v
 
     split_names = list(splits)
+    totals = ds.get("split_totals") or {}  # distinct images/users per split (newer summaries)
     rows = []
     tot = {"images": 0.0, "hands": 0.0, "hands_with_landmarks": 0.0}
     for s in split_names:
         vals = {k: sum(get(s, c, k) for c in classes) for k in tot}
-        users = max((get(s, c, "users") for c in classes), default=0.0)
+        if s in totals:
+            vals["images"] = _f(totals[s].get("images"))
+            users = _f(totals[s].get("users"))
+        else:
+            users = max((get(s, c, "users") for c in classes), default=0.0)
         for k in tot:
             tot[k] += vals[k]
         lm = vals["hands_with_landmarks"] / vals["hands"] if vals["hands"] else float("nan")
@@ -283,11 +288,16 @@ def _section_data(r: _Report, g: Path) -> dict | None:
     lm = tot["hands_with_landmarks"] / tot["hands"] if tot["hands"] else float("nan")
     rows.append(["total", _int(tot["images"]), _int(tot["hands"]), _int(tot["hands_with_landmarks"]), _pct(lm), ""])
     r.h(3, "Splits")
-    r.table(["split", "images", "hands", "hands with landmarks", "% with landmarks", "users (largest class)"],
-            rows, ["l", "r", "r", "r", "r", "r"])
-    r.p("Images are counted per class (an image with hands of two classes counts in both). The summary "
-        "holds users per class, so the last column is the largest per-class count, a lower bound on the "
-        "split's distinct users.", "note")
+    if totals:
+        r.table(["split", "images", "hands", "hands with landmarks", "% with landmarks", "users"],
+                rows, ["l", "r", "r", "r", "r", "r"])
+        r.p("Distinct images and distinct known user_ids per split (0 users: the split has no user_ids).", "note")
+    else:
+        r.table(["split", "images", "hands", "hands with landmarks", "% with landmarks", "users (largest class)"],
+                rows, ["l", "r", "r", "r", "r", "r"])
+        r.p("Images are counted per class (an image with hands of two classes counts in both). This summary "
+            "holds users per class, so the last column is the largest per-class count, a lower bound on the "
+            "split's distinct users.", "note")
 
     r.h(3, "Hands per class")
     crow = []

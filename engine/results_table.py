@@ -10,10 +10,10 @@ import csv
 import io
 import math
 import os
-import uuid
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from data_loaders.image_io import atomic_write_text
 from engine.metrics import PAIR_FIELDS, ROW_FIELDS, Comparison
 
 __all__ = [
@@ -35,23 +35,6 @@ __all__ = [
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
 
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="") as f:  # "x": created with the umask's mode
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def _num(x) -> float:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s")
 SCHEDULERS = ("none", "cosine", "onecycle")
+PLOT_EVERY_S = 10.0  # redraw the curves at most this often during a run (always at the end)
 
 
 @dataclass
@@ -224,6 +225,7 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
     writer = _tensorboard(cfg, dist)
     args = {**asdict(cfg), **settings}
     stopped_early = False
+    last_plot = -math.inf
     epoch = start_epoch - 1
     for epoch in range(start_epoch, settings["epochs"]):
         if settings["patience"] and bad_epochs >= settings["patience"]:
@@ -290,7 +292,9 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
                 save_checkpoint(best_path, ckpt)
             save_checkpoint(last_path, ckpt)
             _write_history(graphs_dir / f"{cfg.name}_history.csv", history)
-            _plot_curves(graphs_dir, cfg.name, history)
+            if time.perf_counter() - last_plot > PLOT_EVERY_S:  # tiny models run many epochs a second
+                _plot_curves(graphs_dir, cfg.name, history)
+                last_plot = time.perf_counter()
             if writer is not None:
                 for k in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "samples_per_s"):
                     writer.add_scalar(k, row[k], epoch + 1)
@@ -302,6 +306,8 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
             cb(epoch, row)
     if writer is not None:
         writer.close()
+    if dist.is_main and history:
+        _plot_curves(graphs_dir, cfg.name, history)
     return FitResult(best_path, last_path, history, best_acc, epoch + 1, stopped_early)
 
 
