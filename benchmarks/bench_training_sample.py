@@ -38,18 +38,29 @@ RUNS: list[tuple[str, str, dict]] = [
     ("fusion", "fusion", dict(epochs=3, hparams={"freeze_branches": True}, lr=1e-3)),
 ]
 
+#: GCN variants (``--variants``): node features, extra edges and readout, same budget as ``gcn``.
+VARIANTS: list[tuple[str, str, dict]] = [
+    (name, "gcn", dict(epochs=LANDMARK_EPOCHS, patience=LANDMARK_PATIENCE, hparams=hp)) for name, hp in (
+        ("gcn_bone", {"node_features": "xy+bone"}),
+        ("gcn_edges", {"extra_edges": ["palm", "tips"]}),
+        ("gcn_bone_edges", {"node_features": "xy+bone", "extra_edges": ["palm", "tips"]}),
+        ("gcn_flatten", {"readout": "flatten"}),
+    )
+]
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "hagrid_sample"))
     ap.add_argument("--out", default="/tmp/bench_sample")
     ap.add_argument("--runs", nargs="*", help="only these run names")
+    ap.add_argument("--variants", action="store_true", help="also train the GCN variants")
     args = ap.parse_args()
     out = Path(args.out)
     crops = out / "crops"
     crop_dataset(args.data_dir, crops, progress=False)
     timing = {}
-    for name, model, over in RUNS:
+    for name, model, over in RUNS + (VARIANTS if args.variants else []):
         if args.runs and name not in args.runs:
             continue
         over = dict(over)
