@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import DataError
 from .hand_table import HandTable
-from .landmarks import MAX_SAFE_ROTATION_DEG, augment_landmarks, flip_center
+from .image_io import IMAGE_NOT_FOUND, open_rgb
+from .landmarks import MAX_SAFE_ROTATION_DEG, transform_landmarks
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -35,18 +36,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # raw per-hand fields
 # --------------------------------------------------------------------------- #
 def load_crop(path: str, size: int) -> np.ndarray:
-    """Read one crop as ``(3, size, size)`` uint8; DataError names a bad file."""
+    """Read one crop as ``(3, size, size)`` uint8; DataError names a bad or missing file."""
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(path, "crop file missing: rerun `hand-gestures crop` (it resumes)") from None
-    except OSError as e:
-        raise DataError(path, f"cannot read crop ({e})") from None
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+        im = open_rgb(path)
+    except DataError as e:
+        if e.problem == IMAGE_NOT_FOUND:
+            raise DataError(path, "crop file missing: rerun `hand-gestures crop` (it resumes)") from None
+        raise
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def load_crops(table: HandTable, size: int, progress: bool = False) -> torch.Tensor:
@@ -88,9 +87,19 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-def shard(indices: torch.Tensor, rank: int, world: int) -> torch.Tensor:
-    """This rank's share (strided, no padding: metrics are summed across ranks)."""
-    return indices[rank::world] if world > 1 else indices
+def shard(indices: torch.Tensor, rank: int, world: int, even: bool = False) -> torch.Tensor:
+    """This rank's share, strided.
+
+    ``even`` (training): every rank gets the same number of items (the last ``len % world`` of the
+    shuffled order sit this epoch out), so every rank runs the same number of steps: DDP's gradient
+    all-reduce needs that, and per-step schedules stay in lockstep. Without it (evaluation) nothing is
+    dropped and metrics are summed across ranks.
+    """
+    if world <= 1:
+        return indices
+    if even:
+        indices = indices[: len(indices) // world * world]
+    return indices[rank::world]
 
 
 class TensorBatches:
@@ -111,6 +120,7 @@ class TensorBatches:
         self.n = len(next(iter(tensors.values())))
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world, self.drop_last = rank, world, drop_last
+        self.even = shuffle  # training order: equal shares per rank (see shard)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -118,10 +128,10 @@ class TensorBatches:
 
     def _order(self) -> torch.Tensor:
         idx = epoch_permutation(self.n, self.seed, self.epoch) if self.shuffle else torch.arange(self.n)
-        return shard(idx, self.rank, self.world)
+        return shard(idx, self.rank, self.world, self.even)
 
     def __len__(self) -> int:
-        m = len(shard(torch.arange(self.n), self.rank, self.world))
+        m = len(shard(torch.arange(self.n), self.rank, self.world, self.even))
         return m // self.batch_size if self.drop_last else math.ceil(m / self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -163,10 +173,10 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self):
         idx = epoch_permutation(self.n, self.seed, self.epoch) if self.shuffle else torch.arange(self.n)
-        return iter(shard(idx, self.rank, self.world).tolist())
+        return iter(shard(idx, self.rank, self.world, even=self.shuffle).tolist())
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world)) if self.world > 1 else self.n
+        return len(shard(torch.arange(self.n), self.rank, self.world, even=self.shuffle))
 
 
 class LoaderBatches:
@@ -191,8 +201,11 @@ def crop_loader(
 ) -> LoaderBatches:
     ds = CropDataset(table, size, landmark_norm)
     sampler = EpochSampler(len(ds), shuffle=shuffle, seed=seed, rank=rank, world=world)
+    # its own generator: starting worker processes must not draw from the global RNG, or a resumed run's
+    # dropout would differ from an uninterrupted one (workers only decode, they need no randomness)
     loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                        pin_memory=pin_memory, persistent_workers=num_workers > 0)
+                        pin_memory=pin_memory, persistent_workers=num_workers > 0,
+                        generator=torch.Generator().manual_seed(seed))
     return LoaderBatches(loader, sampler)
 
 
@@ -252,61 +265,71 @@ class AugmentConfig:
 class BatchTransform:
     """Augment (training) and normalise a dict batch on its device.
 
-    One flip decision per hand applies to both its image and its landmarks.
+    One flip, rotation and scale per hand applies to both its image and its landmarks.
     """
 
     def __init__(self, landmark_norm: str, image_size: int | None, augment: AugmentConfig | None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, rank: int = 0) -> None:
         self.landmark_norm = landmark_norm
         self.image_size = image_size
         self.augment = augment
-        self.seed = seed
+        self.seed, self.rank = seed, rank
         self._gen: torch.Generator | None = None
 
     def set_epoch(self, epoch: int, device: torch.device) -> None:
-        """Reseed per epoch so a resumed run augments exactly as an uninterrupted one."""
-        self._gen = torch.Generator(device=device).manual_seed(self.seed * 7919 + epoch)
+        """Reseed per epoch (and rank) so a resumed run augments exactly as an uninterrupted one."""
+        self._gen = torch.Generator(device=device).manual_seed(self.seed * 7919 + epoch + 1_000_003 * self.rank)
 
     def __call__(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         batch = dict(batch)
         aug = self.augment if train else None
-        b = batch["label"].shape[0]
-        dev = batch["label"].device
-        if aug is not None and self._gen is None:
-            self.set_epoch(0, dev)
-        flip = (torch.rand(b, device=dev, generator=self._gen) < aug.flip_p) if aug else None
+        geom = None
         if aug is not None:
-            lm = batch["landmarks"]
-            c = flip_center(self.landmark_norm)
-            flipped = lm.clone()
-            flipped[..., 0] = 2 * c - flipped[..., 0]
-            lm = torch.where(flip[:, None, None], flipped, lm)
-            lm = augment_landmarks(lm, method=self.landmark_norm, generator=self._gen, flip_p=0.0,
-                                   max_rotation_deg=aug.rotation_deg, scale_range=aug.scale_range,
-                                   jitter=aug.landmark_jitter)
+            if self._gen is None:
+                self.set_epoch(0, batch["label"].device)
+            geom = self._sample_geometry(batch["label"].shape[0], batch["label"].device, aug)
+            lm = transform_landmarks(batch["landmarks"], method=self.landmark_norm, flip=geom["flip"],
+                                     theta=geom["theta"], scale=geom["scale"], noise=geom["noise"])
             batch["landmarks"] = torch.where(batch["has_landmarks"][:, None, None], lm, torch.zeros_like(lm))
         if "image" in batch:
-            batch["image"] = self._image(batch["image"], aug, flip)
+            batch["image"] = self._image(batch["image"], aug, geom)
         return batch
 
-    def _image(self, img: torch.Tensor, aug: AugmentConfig | None, flip: torch.Tensor | None) -> torch.Tensor:
+    def _sample_geometry(self, b: int, dev: torch.device, aug: AugmentConfig) -> dict[str, torch.Tensor]:
+        """One flip, rotation and scale per hand, shared by its image and its landmarks."""
+        g = self._gen
+
+        def rand(*shape: int) -> torch.Tensor:
+            return torch.rand(*shape, device=dev, generator=g)
+
+        lo, hi = aug.scale_range
+        return {
+            "flip": rand(b) < aug.flip_p,
+            "theta": (rand(b) * 2 - 1) * math.radians(aug.rotation_deg),
+            "scale": lo + (hi - lo) * rand(b),
+            "shift": (rand(b, 2) * 2 - 1) * aug.translate * 2,  # image only: wrist-centred landmarks ignore it
+            "noise": aug.landmark_jitter * torch.randn(b, 21, 2, device=dev, generator=g),
+        }
+
+    def _image(self, img: torch.Tensor, aug: AugmentConfig | None, geom: dict | None) -> torch.Tensor:
         x = img.float().div_(255.0) if img.dtype == torch.uint8 else img.float()
         if self.image_size is not None and x.shape[-1] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
                               align_corners=False, antialias=True)
         if aug is not None:
             b, dev, g = x.shape[0], x.device, self._gen
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            theta = (torch.rand(b, device=dev, generator=g) * 2 - 1) * math.radians(aug.rotation_deg)
-            lo, hi = aug.scale_range
-            s = 1.0 / (lo + (hi - lo) * torch.rand(b, device=dev, generator=g))
-            t = (torch.rand(b, 2, device=dev, generator=g) * 2 - 1) * aug.translate * 2
-            cos, sin = torch.cos(theta) * s, torch.sin(theta) * s
-            mat = torch.stack([torch.stack([cos, -sin, t[:, 0]], -1), torch.stack([sin, cos, t[:, 1]], -1)], 1)
+            x = torch.where(geom["flip"][:, None, None, None], x.flip(-1), x)  # -1 = width: horizontal
+            # affine_grid maps output to input coordinates, so the content moves by the inverse:
+            # sampling with R(-theta)/s turns the content by +theta and scales it by s, as for the landmarks
+            theta, s, t = geom["theta"], geom["scale"], geom["shift"]
+            cos, sin = torch.cos(theta) / s, torch.sin(theta) / s
+            mat = torch.stack([torch.stack([cos, sin, t[:, 0]], -1), torch.stack([-sin, cos, t[:, 1]], -1)], 1)
             grid = F.affine_grid(mat, list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
             def jitter(amount: float) -> torch.Tensor:
                 return 1 + (torch.rand(b, 1, 1, 1, device=dev, generator=g) * 2 - 1) * amount
+
             x = x * jitter(aug.brightness)
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             x = (x - mean) * jitter(aug.contrast) + mean

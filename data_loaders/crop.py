@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import math
 import os
 import time
@@ -25,7 +26,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -33,10 +34,13 @@ from tqdm import tqdm
 
 from .classes import ClassSet, make_class_set
 from .errors import DataError
-from .hagrid import HagridAnnotations, HandRecord, SkipLog, add_dataset_arguments, class_set_from_args, load_hagrid
+from .hagrid import (
+    HagridAnnotations, HandRecord, SkipLog, add_dataset_arguments, box_far_outside, class_set_from_args, load_hagrid,
+)
 from .image_io import IMAGE_NOT_FOUND, atomic_save_jpeg, atomic_write_text, image_size, is_temp_file, open_rgb
 from .manifest import (
-    CROP_INFO_NAME, MANIFEST_NAME, SKIPPED_NAME, CropInfo, load_crop_info, write_crop_info, write_manifest,
+    CROP_INFO_NAME, MANIFEST_NAME, SKIPPED_NAME, CropInfo, iter_manifest, load_crop_info, write_crop_info,
+    write_manifest,
 )
 
 DEFAULT_SIZE = 128
@@ -75,11 +79,18 @@ def square_box(bbox: Sequence[float], image_wh: tuple[int, int], box_scale: floa
 
 
 def box_problem(bbox: Sequence[float], image_wh: tuple[int, int]) -> tuple[str, str] | None:
-    """``(reason, detail)`` when a box has less than one pixel inside the image, else None."""
+    """``(reason, detail)`` when a box cannot be cropped: less than one pixel inside the image, or
+    reaching implausibly far past it (:func:`~data_loaders.hagrid.box_far_outside`); else None.
+
+    The loader already rejects such boxes; this guards the worker against records from anywhere.
+    """
     x, y, w, h = bbox
     W, H = image_wh
     if w * W < 1 or h * H < 1:
         return "zero_size_box", f"box is {w * W:.2f}x{h * H:.2f} px in a {W}x{H} image"
+    far = box_far_outside(x, y, w, h)
+    if far:
+        return "box_outside_image", f"box {list(bbox)}: {far}"
     ix = min(W, (x + w) * W) - max(0.0, x * W)
     iy = min(H, (y + h) * H) - max(0.0, y * H)
     if ix < 1 or iy < 1:
@@ -99,15 +110,53 @@ def draft_request(image_wh: tuple[int, int], sides: Iterable[int], size: int) ->
     return math.ceil(image_wh[0] * f), math.ceil(image_wh[1] * f)
 
 
-def cut_square(img: Image.Image, box: tuple[int, int, int], size: int) -> Image.Image:
-    """Crop the square ``box`` (source pixels) from ``img`` (decoded at ``img.info['scale']``), padded, resized."""
+def _block_means(a: np.ndarray, axis: int, v0: int, i0: int, i1: int, k: int, fill: int) -> tuple[np.ndarray, int]:
+    """Means of ``a`` (the image pixels ``[v0, v0 + len)`` along ``axis``) over the blocks ``[i0 + j*k,
+    i0 + (j+1)*k)`` that hold any of them, each cut at ``i1`` (the square's end), pixels outside the image
+    counted as ``fill``. Returns the means and the first block's index ``j``."""
+    v1 = v0 + a.shape[axis]
+    j = np.arange((v0 - i0) // k, -(-(v1 - i0) // k))
+    lo, hi = i0 + j * k, np.minimum(i0 + (j + 1) * k, i1)  # each block, cut by the square
+    inside = np.minimum(hi, v1) - np.maximum(lo, v0)  # of which image pixels
+    sums = np.add.reduceat(a, np.maximum(lo, v0) - v0, axis=axis, dtype=np.float64)
+    shape = [1] * a.ndim
+    shape[axis] = len(j)
+    width, inside = (hi - lo).reshape(shape), inside.reshape(shape)
+    return (sums + fill * (width - inside)) / width, int(j[0])
+
+
+def cut_square(img: Image.Image, box: tuple[int, int, int], size: int, fill: int = FILL) -> Image.Image:
+    """Crop the square ``box`` (source pixels) from ``img`` (decoded at ``img.info['scale']``), padded, resized.
+
+    Only the part of the square inside the image is copied; it is pasted onto a
+    ``fill`` canvas, which is then resized with sub-pixel box coordinates. When
+    the square is more than ``4 * size`` decoded pixels wide (a JPEG cannot be
+    drafted below 1/8, or is not a JPEG), the visible part is first averaged
+    over ``k x k`` blocks of the square's grid (outside pixels counted as
+    ``fill``), so the canvas stays under ``~4 * size`` per side: memory is
+    bounded by the visible part and the output, never by the padded square (a
+    huge box would otherwise allocate GBs in a worker).
+    """
     s = img.info.get("scale", 1.0)
     x0, y0, side = box
     fx0, fy0, fx1, fy1 = x0 * s, y0 * s, (x0 + side) * s, (y0 + side) * s
     ix0, iy0, ix1, iy1 = math.floor(fx0), math.floor(fy0), math.ceil(fx1), math.ceil(fy1)
-    region = img.crop((ix0, iy0, ix1, iy1))  # zero-filled where it leaves the image
-    return region.resize((size, size), Image.Resampling.BICUBIC,
-                         box=(fx0 - ix0, fy0 - iy0, fx1 - ix0, fy1 - iy0))
+    W, H = img.size
+    k = max(1, math.floor((fx1 - fx0) / (2 * size)))  # block side; 1 unless the square is >= 4*size px
+    canvas = Image.new("RGB", (math.ceil((ix1 - ix0) / k), math.ceil((iy1 - iy0) / k)), (fill,) * 3)
+    vx0, vy0 = min(max(ix0, 0), W), min(max(iy0, 0), H)  # the part of the square inside the image
+    vx1, vy1 = min(max(ix1, 0), W), min(max(iy1, 0), H)
+    if vx1 > vx0 and vy1 > vy0:
+        part = img.crop((vx0, vy0, vx1, vy1))
+        at = (vx0 - ix0, vy0 - iy0)
+        if k > 1:
+            a, jx = _block_means(np.asarray(part), 1, vx0, ix0, ix1, k, fill)
+            a, jy = _block_means(a, 0, vy0, iy0, iy1, k, fill)
+            part = Image.fromarray(np.rint(a).clip(0, 255).astype(np.uint8), "RGB")
+            at = (jx, jy)
+        canvas.paste(part, at)
+    return canvas.resize((size, size), Image.Resampling.BICUBIC,
+                         box=((fx0 - ix0) / k, (fy0 - iy0) / k, (fx1 - ix0) / k, (fy1 - iy0) / k))
 
 
 # --------------------------------------------------------------------------- #
@@ -189,6 +238,7 @@ class CropSummary:
     annotation_skipped: SkipLog = field(default_factory=SkipLog)  # from load_hagrid
     annotation_degraded: SkipLog = field(default_factory=SkipLog)  # kept without landmarks
     excluded: SkipLog = field(default_factory=lambda: SkipLog(entries=None))  # outside the class set
+    kept: Counter = field(default_factory=Counter)  # (split, label) -> manifest lines kept from earlier runs
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -233,6 +283,12 @@ class CropSummary:
                 out.extend("  " + line for line in log.summary_lines())
         if not self.skipped.counts and not self.annotation_skipped.counts:
             out.append("skipped hands: none")
+        if self.kept:
+            by_split = Counter()
+            for (split, _), n in self.kept.items():
+                by_split[split] += n
+            out.append("manifest lines kept from earlier runs (splits not cropped now): "
+                       + ", ".join(f"{sp} {n}" for sp, n in by_split.items()))
         out.extend(f"warning: {w}" for w in self.warnings)
         return out
 
@@ -240,16 +296,50 @@ class CropSummary:
         return "\n".join(self.lines())
 
 
-def _check_settings(out_dir: Path, info: CropInfo, overwrite: bool) -> None:
-    """Refuse to mix crops made with other pixel settings into one directory."""
-    if overwrite or not (out_dir / CROP_INFO_NAME).is_file():
+def _check_settings(out_dir: Path, info: CropInfo, overwrite: bool) -> CropInfo | None:
+    """The settings of the crops already in ``out_dir`` when this run may keep them, else None.
+
+    Crops made from another dataset (``source``) or with other pixel settings
+    are refused (a :class:`DataError` suggesting ``--overwrite`` or another
+    ``--out``); with ``overwrite`` nothing old is kept.
+    """
+    path = out_dir / CROP_INFO_NAME
+    if not path.is_file():
+        return None
+    try:
+        old = load_crop_info(out_dir)
+    except DataError:
+        if overwrite:
+            return None
+        raise
+    diff = old.reuse_differences(info)
+    if not diff:
+        return old
+    if overwrite:
+        return None
+    what = []
+    if old.source != info.source:
+        what.append(f"from another dataset ({old.source}, not {info.source})")
+    pixels = old.pixel_differences(info)
+    if pixels:
+        what.append(f"with other settings ({'; '.join(pixels)})")
+    raise DataError(path, f"existing crops were made {' and '.join(what)}; "
+                    "use --overwrite to redo them or choose another --out")
+
+
+def _kept_lines(manifest: Path, redo: set[str] | None, new_keys: set[str]) -> Iterator[dict]:
+    """Lines of an earlier manifest that a run over the splits ``redo`` keeps: those of other splits
+    (None: all splits are redone, nothing is kept), minus hands this run crops again."""
+    if redo is None or not manifest.is_file():
         return
-    old = load_crop_info(out_dir)
-    diff = old.pixel_differences(info)
-    if diff:
-        raise DataError(out_dir / CROP_INFO_NAME,
-                        f"existing crops were made with other settings ({'; '.join(diff)}); "
-                        "use --overwrite to redo them or choose another --out")
+    try:
+        for e in iter_manifest(manifest):
+            if e["split"] not in redo and e["key"] not in new_keys:
+                yield e
+    except DataError as err:
+        raise DataError(err.path, f"{err.problem}; this run keeps the lines of the splits it does not crop: "
+                        "fix or delete the manifest (then crop every split), or choose another --out",
+                        err.uuid) from None
 
 
 def _remove_stray_temp_files(dirs: Iterable[Path]) -> int:
@@ -325,7 +415,24 @@ def crop_dataset(
     info = CropInfo(size=size, box_scale=float(box_scale), class_names=class_set.to_list(), source=str(data_dir),
                     format=ann.format, quality=JPEG_QUALITY, resample=RESAMPLE, fill=FILL,
                     splits=list(splits) if splits else None)
-    _check_settings(out_dir, info, overwrite)
+    previous = _check_settings(out_dir, info, overwrite)
+    # a run over some splits keeps the other splits' lines of the manifest (read here once, so a broken
+    # manifest fails now, not after the cropping); a run over all splits replaces the manifest
+    redo = set(splits) if splits and previous is not None else None
+    new_keys = {r.key for r in records} if redo is not None else set()
+    kept: Counter = Counter()
+    for e in _kept_lines(out_dir / MANIFEST_NAME, redo, new_keys):
+        kept[e["split"], e["label"]] += 1
+    warnings = list(ann.warnings)
+    if splits and previous is None and (out_dir / MANIFEST_NAME).is_file():
+        warnings.append(f"the manifest's lines of splits other than {', '.join(splits)} were dropped: "
+                        "they were made from another dataset or with other settings")
+    extra = [c for c in dict.fromkeys(c for _, c in kept) if c not in info.class_names]
+    if extra:  # kept splits were cropped with a wider class set: crop_info must still list their labels
+        order = [*(previous.class_names if previous else []), *extra]
+        info.class_names += [c for c in dict.fromkeys(order) if c in extra]
+        warnings.append(f"manifest lines kept from earlier runs hold class(es) {', '.join(extra)} outside this "
+                        f"run's class set; {CROP_INFO_NAME} lists them after it")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_crop_info(out_dir, info)  # first, so an interrupted run is checked on resume
 
@@ -365,18 +472,24 @@ def crop_dataset(
 
     summary = CropSummary(out_dir=out_dir, splits=ann.splits, class_names=class_set.to_list(),
                           annotation_skipped=ann.skipped, annotation_degraded=ann.degraded,
-                          excluded=ann.excluded, warnings=list(ann.warnings))
-    entries = []
-    for r, res in zip(records, results):
-        _, status, wh, box, reason, detail = res
-        if status == SKIPPED:
-            summary.skipped.add(reason, r.image_path, r.uuid, detail, hand=r.hand)
-            continue
-        (summary.written if status == WRITTEN else summary.reused)[r.split, r.label] += 1
-        entries.append(_manifest_entry(r, wh, box))
-    write_manifest(out_dir / MANIFEST_NAME, entries)
+                          excluded=ann.excluded, kept=kept, warnings=warnings)
+
+    def new_lines() -> Iterator[dict]:  # counts each hand in the summary as its line is written
+        for r, res in zip(records, results):
+            _, status, wh, box, reason, detail = res
+            if status == SKIPPED:
+                summary.skipped.add(reason, r.image_path, r.uuid, detail, hand=r.hand)
+                continue
+            (summary.written if status == WRITTEN else summary.reused)[r.split, r.label] += 1
+            yield _manifest_entry(r, wh, box)
+
+    write_manifest(out_dir / MANIFEST_NAME, itertools.chain(
+        _kept_lines(out_dir / MANIFEST_NAME, redo, new_keys), new_lines()))  # streamed; replaced atomically
     write_skipped_csv(out_dir / SKIPPED_NAME, summary)
-    info.counts = summary.counts()
+    info.counts = {}  # of the whole manifest: kept splits, then this run's
+    for (sp, c), n in kept.items():
+        info.counts.setdefault(sp, dict.fromkeys(info.class_names, 0))[c] = n
+    info.counts.update({sp: {c: summary.crops(sp, c) for c in info.class_names} for sp in summary.splits})
     write_crop_info(out_dir, info)
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -39,6 +39,10 @@ SPLITS = ("train", "val", "test")
 V1_ANNOTATION_DIRS = {"ann_train_val": "train_val", "ann_test": "test", "ann_subsample": "subsample"}
 NUM_LANDMARKS = 21
 MAX_EXAMPLES = 5  # named examples kept per skip reason
+#: How far (in image widths/heights) a box may reach past the image and still be cropped. Beyond it
+#: the box is an annotation error, and its padded square would be huge (GBs for [-5, -5, 10, 10]).
+BOX_MARGIN = 0.5
+MAX_BOX_SIDE = 1 + BOX_MARGIN  # w and h, normalised
 
 
 @dataclass(slots=True)
@@ -299,6 +303,15 @@ def _attach_landmarks(recs: list[HandRecord], raws: list, source: Path, degraded
             degraded.add("malformed_landmarks", source, r.uuid, "landmarks contain NaN or inf", hand=r.hand)
 
 
+def box_far_outside(x: float, y: float, w: float, h: float) -> str | None:
+    """Why a normalised box reaches implausibly far past the image (see ``BOX_MARGIN``), or None."""
+    if x < -BOX_MARGIN or y < -BOX_MARGIN or x + w > 1 + BOX_MARGIN or y + h > 1 + BOX_MARGIN:
+        return f"box reaches more than {BOX_MARGIN:g} image sizes past the image"
+    if w > MAX_BOX_SIDE or h > MAX_BOX_SIDE:
+        return f"box is more than {MAX_BOX_SIDE:g} image sizes wide or high"
+    return None
+
+
 def _parse_box(raw: object) -> tuple[float, float, float, float] | str:
     """A normalised ``(x, y, w, h)`` box, or the reason it cannot be used."""
     try:
@@ -310,7 +323,7 @@ def _parse_box(raw: object) -> tuple[float, float, float, float] | str:
         return "malformed_box"
     if w <= 0 or h <= 0:
         return "zero_size_box"
-    if x >= 1 or y >= 1 or x + w <= 0 or y + h <= 0:
+    if x >= 1 or y >= 1 or x + w <= 0 or y + h <= 0 or box_far_outside(x, y, w, h):
         return "box_outside_image"
     return (x, y, w, h)
 
@@ -533,15 +546,22 @@ def _check_splits(root: Path, splits: Sequence[str] | None, available: Sequence[
 
 
 def _assign_subject_splits(records: list[HandRecord], fractions: dict[str, float], seed: int) -> list[str]:
-    """Set ``split`` on records in place, by subject; returns warnings."""
+    """Set ``split`` on records in place, by subject (a function of user_id and seed); returns warnings."""
     assignment, n_unknown = split_by_subject([r.user_id for r in records], fractions, seed=seed)
     for r, s in zip(records, assignment):
         r.split = s
+    warnings = []
     if n_unknown:
         n_images = len({r.uuid for r in records if r.user_id is None})
-        return [f"{n_images} images ({n_unknown} hands) have no user_id; they form one group, "
-                f"kept in '{UNKNOWN_GROUP_SPLIT}' so they cannot leak into an evaluation split"]
-    return []
+        warnings.append(f"{n_images} images ({n_unknown} hands) have no user_id; they form one group, "
+                        f"kept in '{UNKNOWN_GROUP_SPLIT}' so they cannot leak into an evaluation split")
+    got = set(assignment)
+    n_users = len({r.user_id for r in records if r.user_id is not None})
+    empty = [s for s, f in fractions.items() if f > 0 and s not in got]
+    if records and empty:
+        warnings.append(f"split(s) {', '.join(empty)} got no hands: each of the {n_users} user_ids is placed by "
+                        f"a seeded hash (seed {seed}), too few users to fill every split")
+    return warnings
 
 
 # --------------------------------------------------------------------------- #

@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .errors import DataError
 
@@ -90,12 +90,19 @@ def image_size(path: str | Path) -> tuple[int, int]:
             return im.size
     except FileNotFoundError:
         raise DataError(path, IMAGE_NOT_FOUND) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DataError(path, f"cannot read image header ({e})") from None
+    except Exception as e:  # noqa: BLE001 -- see open_rgb
+        raise DataError(path, f"cannot read image header ({type(e).__name__}: {e})") from None
 
 
 def open_rgb(path: str | Path, draft_to: DraftRequest = None) -> Image.Image:
     """Decode an image fully into RGB, or raise :class:`DataError` naming the file.
+
+    Any exception from PIL while opening, decoding or converting becomes a
+    :class:`DataError`: a bad file makes PIL raise OSError (truncated data,
+    ``UnidentifiedImageError``), ValueError, SyntaxError (broken PNG chunks),
+    ``DecompressionBombError``, EOFError, ``struct.error``, IndexError,
+    MemoryError (absurd declared sizes) and more, depending on the plugin.
+    ``IMAGE_NOT_FOUND`` is the problem of a missing file.
 
     ``draft_to`` asks a JPEG decoder for a reduced scale (1/2, 1/4, 1/8), never
     smaller than the size given, so big images are not decoded at full size
@@ -105,20 +112,24 @@ def open_rgb(path: str | Path, draft_to: DraftRequest = None) -> Image.Image:
     ``"scale"`` (decoded pixels per original pixel, 1.0 without drafting).
     """
     try:
-        with Image.open(path) as im:
-            full = im.size
+        im = Image.open(path)
+    except FileNotFoundError:
+        raise DataError(path, IMAGE_NOT_FOUND) from None
+    except Exception as e:  # noqa: BLE001 -- every PIL failure on a bad file
+        raise DataError(path, f"corrupt or truncated image ({type(e).__name__}: {e})") from None
+    with im:
+        full = im.size
+        want = draft_to(full) if callable(draft_to) else draft_to  # our code: its errors are not the file's
+        try:
             scale = 1.0
-            want = draft_to(full) if callable(draft_to) else draft_to
             if want is not None and im.format == "JPEG":
                 res = im.draft("RGB", (max(1, int(want[0])), max(1, int(want[1]))))
                 if res is not None:
                     scale = res[1][2] / full[0]
             im.load()  # force the decode here, where errors are caught
             img = im if im.mode == "RGB" else im.convert("RGB")  # loaded: usable after close
-    except FileNotFoundError:
-        raise DataError(path, IMAGE_NOT_FOUND) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise DataError(path, f"corrupt or truncated image ({e})") from None
+        except Exception as e:  # noqa: BLE001
+            raise DataError(path, f"corrupt or truncated image ({type(e).__name__}: {e})") from None
     img.info["original_size"] = full
     img.info["scale"] = scale
     return img

@@ -78,6 +78,41 @@ def flip_center(method: str) -> float:
     return 0.0 if method == "wrist" else 0.5
 
 
+def transform_landmarks(
+    x: torch.Tensor,
+    *,
+    method: str,
+    flip: torch.Tensor,
+    theta: torch.Tensor,
+    scale: torch.Tensor,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Apply given per-hand geometry to a ``(B,21,2)`` batch: horizontal ``flip`` (bool), rotation by
+    ``theta`` (radians, the same sense as :func:`rotate_image_params` gives the image), ``scale``.
+
+    Image coordinates (y down): a positive ``theta`` turns the hand clockwise on screen.
+    """
+    dev, dt = x.device, x.dtype
+    center = torch.tensor([flip_center(method), 0.0 if method == "wrist" else 0.5], device=dev, dtype=dt)
+    out = x - center
+    out = torch.where(flip[:, None, None], out * torch.tensor([-1.0, 1.0], device=dev, dtype=dt), out)
+    cos, sin = torch.cos(theta).to(dt), torch.sin(theta).to(dt)
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B,2,2)
+    out = out @ rot.transpose(1, 2) * scale.to(dt)[:, None, None]
+    if noise is not None:
+        out = out + noise
+    out = out + center
+    return out.clamp(0.0, 1.0) if method == "bbox" else out
+
+
+def check_rotation(max_rotation_deg: float) -> None:
+    if max_rotation_deg > MAX_SAFE_ROTATION_DEG:
+        raise ValueError(
+            f"rotation of {max_rotation_deg} deg would turn orientation-paired gestures into each other; "
+            f"keep it at most {MAX_SAFE_ROTATION_DEG}"
+        )
+
+
 def augment_landmarks(
     x: torch.Tensor,
     *,
@@ -92,31 +127,15 @@ def augment_landmarks(
 
     Works on whatever device ``x`` is on; ``generator`` must live on that device.
     """
-    if max_rotation_deg > MAX_SAFE_ROTATION_DEG:
-        raise ValueError(
-            f"rotation of {max_rotation_deg} deg would turn orientation-paired gestures into each other; "
-            f"keep it at most {MAX_SAFE_ROTATION_DEG}"
-        )
-    b = x.shape[0]
-    dev = x.device
-    c = flip_center(method)
-    center = torch.tensor([c, 0.0 if method == "wrist" else 0.5], device=dev, dtype=x.dtype)
+    check_rotation(max_rotation_deg)
+    b, dev = x.shape[0], x.device
 
     def rand(*shape: int) -> torch.Tensor:
         return torch.rand(*shape, device=dev, generator=generator, dtype=x.dtype)
 
-    out = x - center
     flip = rand(b) < flip_p
-    out = torch.where(flip[:, None, None], out * torch.tensor([-1.0, 1.0], device=dev, dtype=x.dtype), out)
     theta = (rand(b) * 2 - 1) * math.radians(max_rotation_deg)
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B,2,2)
-    out = out @ rot.transpose(1, 2)
     lo, hi = scale_range
-    out = out * (lo + (hi - lo) * rand(b))[:, None, None]
-    if jitter > 0:
-        out = out + jitter * torch.randn(out.shape, device=dev, generator=generator, dtype=x.dtype)
-    out = out + center
-    if method == "bbox":
-        out = out.clamp(0.0, 1.0)
-    return out
+    scale = lo + (hi - lo) * rand(b)
+    noise = jitter * torch.randn(x.shape, device=dev, generator=generator, dtype=x.dtype) if jitter > 0 else None
+    return transform_landmarks(x, method=method, flip=flip, theta=theta, scale=scale, noise=noise)

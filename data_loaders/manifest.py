@@ -2,14 +2,16 @@
 
 One JSON object per line, one line per cropped hand, in the schema of
 docs/architecture.md. JSON lines rather than one big JSON document so a
-reader can say exactly which line is broken, and so 550k hands can be
-written as a stream. Both files are written atomically.
+reader can say exactly which line is broken, and so ~1.3M hands can be
+written and read as a stream (:func:`iter_manifest`). Both files are written
+atomically.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from itertools import chain
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import orjson
 
@@ -24,6 +26,7 @@ MANIFEST_KEYS = (
     "key", "uuid", "hand", "split", "label", "user_id", "crop", "image", "image_size",
     "bbox", "crop_box", "landmarks", "leading_hand",
 )
+NUM_LANDMARKS = 21
 _REQUIRED_NON_NULL = ("key", "uuid", "hand", "split", "label", "crop", "image_size", "bbox", "crop_box")
 
 
@@ -38,28 +41,88 @@ def write_manifest(path: str | Path, entries: Iterable[dict]) -> int:
     return n
 
 
-def read_manifest(path: str | Path) -> list[dict]:
-    """Read a manifest; a malformed line raises :class:`DataError` naming the file and line."""
+def iter_manifest(path: str | Path, *, line_numbers: bool = False) -> Iterator:
+    """Yield a manifest's entries one line at a time, each checked by :func:`check_entry`.
+
+    Streams: memory does not grow with the file (full HaGRID is ~1.3M lines of
+    nested landmark lists, GBs as Python objects). A malformed line raises
+    :class:`DataError` naming the file and the line number. With
+    ``line_numbers``, yields ``(line number, entry)`` pairs.
+    """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        f = open(path, "rb")
     except FileNotFoundError:
         raise DataError(path, "crop manifest not found: run `hand-gestures crop` first") from None
-    out = []
-    for lineno, line in enumerate(raw.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            e = orjson.loads(line)
-        except orjson.JSONDecodeError as err:
-            raise DataError(path, f"line {lineno}: malformed JSON ({err})") from None
-        if not isinstance(e, dict):
-            raise DataError(path, f"line {lineno}: expected a JSON object, got {type(e).__name__}")
-        missing = [k for k in _REQUIRED_NON_NULL if e.get(k) is None]
-        if missing:
-            raise DataError(path, f"line {lineno}: missing {', '.join(missing)}", e.get("key"))
-        out.append(e)
-    return out
+    with f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                e = orjson.loads(line)
+            except orjson.JSONDecodeError as err:
+                raise DataError(path, f"line {lineno}: malformed JSON ({err})") from None
+            problem = check_entry(e)
+            if problem:
+                key = e.get("key") if isinstance(e, dict) and isinstance(e.get("key"), str) else None
+                raise DataError(path, f"line {lineno}: {problem}", key)
+            yield (lineno, e) if line_numbers else e
+
+
+def read_manifest(path: str | Path) -> list[dict]:
+    """Every entry of a manifest as a list (small manifests only: use :func:`iter_manifest` for HaGRID)."""
+    return list(iter_manifest(path))
+
+
+def count_manifest_lines(path: str | Path) -> int:
+    """An upper bound on the number of entries (newline count, no parsing), to preallocate arrays."""
+    n, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (last != b"\n")
+
+
+def _numbers(v: object, n: int) -> bool:
+    """``v`` is a list of ``n`` JSON numbers (bools are not numbers; orjson never yields NaN or inf)."""
+    return type(v) is list and len(v) == n and all(type(x) is float or type(x) is int for x in v)
+
+
+def _is_landmarks(v: object) -> bool:
+    """``v`` is ``NUM_LANDMARKS`` ``[x, y]`` pairs of numbers (checked with C-level loops: ~1.3M lines)."""
+    if type(v) is not list or len(v) != NUM_LANDMARKS:
+        return False
+    if not all(type(p) is list for p in v) or set(map(len, v)) != {2}:
+        return False
+    return set(map(type, chain.from_iterable(v))) <= {float, int}
+
+
+def check_entry(e: object) -> str | None:
+    """What is wrong with one manifest entry, or None when it has every field with the right type."""
+    if not isinstance(e, dict):
+        return f"expected a JSON object, got {type(e).__name__}"
+    missing = [k for k in _REQUIRED_NON_NULL if e.get(k) is None]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for k in ("key", "uuid", "split", "label", "crop"):
+        if type(e[k]) is not str:
+            return f"{k}: expected a string, got {e[k]!r}"
+    for k in ("user_id", "image", "leading_hand"):
+        if e.get(k) is not None and type(e[k]) is not str:
+            return f"{k}: expected a string or null, got {e[k]!r}"
+    if type(e["hand"]) is not int:
+        return f"hand: expected an integer, got {e['hand']!r}"
+    if not _numbers(e["image_size"], 2) or not all(v > 0 for v in e["image_size"]):
+        return f"image_size: expected 2 positive numbers, got {e['image_size']!r}"
+    if not _numbers(e["bbox"], 4):
+        return f"bbox: expected 4 numbers, got {e['bbox']!r}"
+    if not _numbers(e["crop_box"], 3):
+        return f"crop_box: expected 3 numbers, got {e['crop_box']!r}"
+    lm = e.get("landmarks")
+    if lm is not None and not _is_landmarks(lm):
+        return f"landmarks: expected null or {NUM_LANDMARKS}x2 numbers"
+    return None
 
 
 @dataclass
@@ -75,7 +138,7 @@ class CropInfo:
     resample: str = "bicubic"
     fill: int = 0  # constant padding value where the square leaves the image
     splits: list[str] | None = None  # splits of the last run; None = all
-    counts: dict = field(default_factory=dict)  # crops per split, of the last run
+    counts: dict = field(default_factory=dict)  # {split: {label: crops}} of the whole manifest
 
     #: settings that change the pixels of a crop: a crops dir may only be resumed when they match
     PIXEL_SETTINGS = ("size", "box_scale", "resample", "fill", "quality")
@@ -92,9 +155,17 @@ class CropInfo:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def pixel_differences(self, other: "CropInfo") -> list[str]:
-        """Settings that differ in a way that makes existing crops unusable."""
+        """Pixel settings that differ in a way that makes existing crops unusable."""
         return [f"{k}: {getattr(self, k)!r} != {getattr(other, k)!r}"
                 for k in self.PIXEL_SETTINGS if getattr(self, k) != getattr(other, k)]
+
+    def reuse_differences(self, other: "CropInfo") -> list[str]:
+        """Everything that stops crops made with ``self`` being reused by a run with ``other``:
+        the pixel settings and the source dataset (the same uuid in another dataset is another image)."""
+        diff = self.pixel_differences(other)
+        if self.source != other.source:
+            diff.insert(0, f"source dataset: {self.source} != {other.source}")
+        return diff
 
 
 def _info_path(path: str | Path) -> Path:

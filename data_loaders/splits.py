@@ -1,12 +1,40 @@
 """Subject-level splits: about 15 images per person, so an image-level split leaks."""
 from __future__ import annotations
 
+import bisect
+import hashlib
+import itertools
 from collections import defaultdict
 from typing import Iterable, Mapping, Sequence
 
-import numpy as np
-
 UNKNOWN_GROUP_SPLIT = "train"
+
+
+def subject_position(user_id: str, seed: int = 0) -> float:
+    """A user's place in ``[0, 1)``: a seeded stable hash of the user_id alone.
+
+    Stable across processes and Python versions (not ``hash()``), and independent
+    of which other users, classes or splits are loaded.
+    """
+    digest = hashlib.blake2b(user_id.encode("utf-8"), digest_size=8, key=str(int(seed)).encode()).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def subject_split(user_id: str, fractions: Mapping[str, float], seed: int = 0) -> str:
+    """The split of one user: :func:`subject_position` against the cumulative ``fractions``
+    (in their order; they need not sum to 1)."""
+    names, bounds = _cumulative(fractions)
+    return names[min(bisect.bisect_right(bounds, subject_position(user_id, seed)), len(names) - 1)]
+
+
+def _cumulative(fractions: Mapping[str, float]) -> tuple[list[str], list[float]]:
+    if not fractions:
+        raise ValueError("fractions is empty")
+    total = sum(fractions.values())
+    if total <= 0 or any(v < 0 for v in fractions.values()):
+        raise ValueError(f"bad split fractions {dict(fractions)}")
+    names = list(fractions)
+    return names, list(itertools.accumulate(fractions[n] / total for n in names))
 
 
 def split_by_subject(
@@ -14,43 +42,28 @@ def split_by_subject(
 ) -> tuple[list[str], int]:
     """Assign each item a split so that no user_id appears in two splits.
 
-    Subjects are shuffled with ``seed`` and filled into the splits in order,
-    each taking subjects until its share of *items* is reached. Items without
-    a user_id form one group that goes to ``train`` (it cannot be checked for
-    leakage, so it must not sit in an evaluation split). Returns the split per
-    item and the number of items without a user_id.
+    A user's split is a function of ``(user_id, seed)`` and ``fractions`` alone
+    (:func:`subject_split`): the same person lands in the same split whatever
+    else is loaded (another class subset, ``no_gesture`` or not). Shares are met
+    in expectation over users, not exactly. Items without a user_id go to
+    ``train`` (they cannot be checked for leakage, so they must not sit in an
+    evaluation split). Returns the split per item and the number of items
+    without a user_id.
     """
-    if not fractions:
-        raise ValueError("fractions is empty")
-    total = sum(fractions.values())
-    if total <= 0 or any(v < 0 for v in fractions.values()):
-        raise ValueError(f"bad split fractions {dict(fractions)}")
-    counts: dict[str, int] = defaultdict(int)
+    names, bounds = _cumulative(fractions)
+    last = len(names) - 1
+    cache: dict[str, str] = {}
+    out: list[str] = []
+    n_unknown = 0
     for u in user_ids:
-        if u is not None:
-            counts[u] += 1
-    subjects = sorted(counts)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(subjects))
-    n_known = sum(counts.values())
-    names = list(fractions)
-    # evaluation splits first, so small fractions get whole subjects; train takes the rest
-    eval_names = [n for n in names if n != UNKNOWN_GROUP_SPLIT]
-    targets = {n: fractions[n] / total * n_known for n in eval_names}
-    subject_split: dict[str, str] = {}
-    filled = {n: 0 for n in eval_names}
-    k = 0
-    for name in eval_names:
-        while k < len(order) and filled[name] < targets[name]:
-            s = subjects[order[k]]
-            subject_split[s] = name
-            filled[name] += counts[s]
-            k += 1
-    rest = UNKNOWN_GROUP_SPLIT if UNKNOWN_GROUP_SPLIT in fractions else names[0]
-    for j in range(k, len(order)):
-        subject_split[subjects[order[j]]] = rest
-    out = [subject_split[u] if u is not None else UNKNOWN_GROUP_SPLIT for u in user_ids]
-    n_unknown = sum(u is None for u in user_ids)
+        if u is None:
+            out.append(UNKNOWN_GROUP_SPLIT)
+            n_unknown += 1
+            continue
+        s = cache.get(u)
+        if s is None:
+            s = cache[u] = names[min(bisect.bisect_right(bounds, subject_position(u, seed)), last)]
+        out.append(s)
     return out, n_unknown
 
 

@@ -84,14 +84,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # truncated / not a torch file
-        raise CheckpointMismatchError(f"{path}: cannot read checkpoint ({e})") from None
+        # plain types and tensors only: loading never runs code from the file
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or holding arbitrary objects
+        raise CheckpointMismatchError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
         raise CheckpointMismatchError(f"{path}: not a hand-gestures checkpoint (missing {missing})")
-    if ckpt["format_version"] > FORMAT_VERSION:
-        raise CheckpointMismatchError(f"{path}: format version {ckpt['format_version']} is newer than {FORMAT_VERSION}")
+    if not isinstance(ckpt["format_version"], int) or ckpt["format_version"] > FORMAT_VERSION:
+        raise CheckpointMismatchError(f"{path}: unsupported checkpoint format version {ckpt['format_version']!r} "
+                                      f"(this code reads up to {FORMAT_VERSION})")
     return ckpt
 
 
@@ -113,13 +115,14 @@ def check_compatible(
         diffs.append(f"classes: checkpoint has {len(a)} {a}, asked for {len(b)} {b}")
     for label, want, have in (("hparam", hparams, ckpt["hparams"]), ("preprocessing", preprocessing, ckpt["preprocessing"])):
         for k, v in (want or {}).items():
-            if k in have and _norm(have[k]) != _norm(v):
+            if k in have and comparable(have[k]) != comparable(v):
                 diffs.append(f"{label} {k}: checkpoint has {have[k]!r}, asked for {v!r}")
     if diffs:
         raise CheckpointMismatchError(f"{path}: checkpoint does not match:\n  " + "\n  ".join(diffs))
 
 
-def _norm(v: Any) -> Any:
+def comparable(v: Any) -> Any:
+    """Tuples and lists with the same items compare equal (JSON-ish checkpoint values come back as lists)."""
     return list(v) if isinstance(v, tuple) else v
 
 
@@ -130,8 +133,14 @@ def build_model(ckpt: dict, path: str | Path = "<checkpoint>") -> nn.Module:
     hparams = dict(ckpt["hparams"])
     if "weights" in hparams:
         hparams["weights"] = None  # the checkpoint holds the trained weights
-    model = create_model(ckpt["model_name"], ckpt["num_classes"], **hparams)
-    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    try:
+        model = create_model(ckpt["model_name"], ckpt["num_classes"], **hparams)
+    except (KeyError, TypeError, ValueError) as e:  # unknown model name or hyperparameter
+        raise CheckpointMismatchError(f"{path}: cannot rebuild model {ckpt['model_name']!r}: {e}") from None
+    try:
+        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    except RuntimeError as e:  # tensors of the wrong size
+        raise CheckpointMismatchError(f"{path}: weights do not fit model {ckpt['model_name']!r}: {e}") from None
     if missing or unexpected:
         raise CheckpointMismatchError(
             f"{path}: weights do not fit model {ckpt['model_name']!r}: "

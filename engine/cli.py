@@ -17,7 +17,7 @@ import sys
 import warnings
 from typing import NamedTuple, Sequence
 
-from data_loaders.errors import DataError
+from data_loaders.errors import CheckpointMismatchError, DataError, UsageError, UserFacingError
 
 
 class Command(NamedTuple):
@@ -43,6 +43,9 @@ COMMANDS: list[Command] = [
 ]
 
 EXIT_DATA_ERROR = 2
+#: Errors about the user's input (data, checkpoints, options, missing files, unavailable weights):
+#: one line ``error: <message>`` and exit status 2. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (DataError, CheckpointMismatchError, UsageError, UserFacingError, FileNotFoundError)
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
@@ -68,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return int(args._run(args) or 0)
-    except DataError as e:
+    except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DATA_ERROR
     except KeyboardInterrupt:

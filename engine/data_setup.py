@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 
 from data_loaders.batches import TensorBatches, crop_loader, fields, fits_in_memory, load_crops
-from data_loaders.classes import make_class_set
+from data_loaders.classes import ClassSet, make_class_set
 from data_loaders.errors import DataError
 from data_loaders.hand_table import MANIFEST_NAME, HandTable
 
@@ -41,7 +41,7 @@ def load_hand_table(
     from data_loaders.hagrid import load_hagrid
     from data_loaders.image_io import image_size
 
-    class_set = make_class_set(list(class_names)) if class_names else make_class_set(classes, include_no_gesture)
+    class_set = ClassSet(tuple(class_names)) if class_names else make_class_set(classes, include_no_gesture)
     ann = load_hagrid(data_dir, class_set)
     return HandTable.from_records(ann.records, class_set, image_size)
 

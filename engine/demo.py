@@ -9,6 +9,7 @@ interrupted training resumes) unless ``--restart`` is given.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -59,29 +60,25 @@ def _p(cfg: DemoConfig, rel: str) -> Path:
 
 
 def _crops_dir(cfg: DemoConfig, data_dir: Path) -> Path:
-    return _p(cfg, f"data/crops_{data_dir.resolve().name}")
+    """One crops folder per dataset: named after it, plus a short hash of its full path so that two
+    datasets in folders of the same name never share crops."""
+    resolved = data_dir.resolve()
+    return _p(cfg, f"data/crops_{resolved.name}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:8]}")
 
 
-def _finished(cfg: TrainConfig, epochs: int, patience: int) -> bool:
-    """A checkpoint pair from a completed run with the same data and settings."""
+def _previous_run(cfg: TrainConfig, epochs: int, patience: int) -> str:
+    """``"finished"``, ``"interrupted"`` (same data and settings, resumable) or ``"none"``."""
     best, last = Path(cfg.out_dir, f"{cfg.name}.pt"), Path(cfg.out_dir, f"{cfg.name}.last.pt")
-    if not (best.is_file() and last.is_file()):
-        return False
+    if not last.is_file():
+        return "none"
     ck = load_checkpoint(last)
     args = ck.get("args", {})
     same = (Path(args.get("crops_dir", "")).resolve() == Path(cfg.crops_dir).resolve()
             and args.get("epochs") == epochs and args.get("hparams") == cfg.hparams and args.get("seed") == cfg.seed)
+    if not same:
+        return "none"
     done = ck["epoch"] + 1 >= epochs or (patience and ck.get("bad_epochs", 0) >= patience)
-    return bool(same and done)
-
-
-def _resumable(cfg: TrainConfig, epochs: int) -> bool:
-    last = Path(cfg.out_dir, f"{cfg.name}.last.pt")
-    if not last.is_file():
-        return False
-    args = load_checkpoint(last).get("args", {})
-    return (Path(args.get("crops_dir", "")).resolve() == Path(cfg.crops_dir).resolve()
-            and args.get("epochs") == epochs and args.get("hparams") == cfg.hparams)
+    return "finished" if done and best.is_file() else "interrupted"
 
 
 def train_configs(cfg: DemoConfig, crops_dir: Path) -> list[tuple[TrainConfig, int, int]]:
@@ -142,7 +139,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             shutil.rmtree(d, ignore_errors=True)
     say(f"== 2/5 crops -> {crops_dir}")
     ann = load_hagrid(data_dir, make_class_set())
-    ensure_crops(data_dir, crops_dir, progress=cfg.progress)
+    ensure_crops(data_dir, crops_dir, progress=cfg.progress, annotations=ann)
     summary = summarize(ann)
     write_summary_json(summary, graphs / "data_summary.json")
     draw_samples(ann, graphs / "data_samples.png")
@@ -150,14 +147,14 @@ def run_demo(cfg: DemoConfig) -> dict:
     say("== 3/5 training")
     ckpts = []
     for tc, epochs, patience in train_configs(cfg, crops_dir):
-        if not cfg.restart and _finished(tc, epochs, patience):
+        previous = "none" if cfg.restart else _previous_run(tc, epochs, patience)
+        if previous == "finished":
             say(f"[{tc.name}] finished checkpoint found, reusing {tc.out_dir}/{tc.name}.pt")
         else:
-            if cfg.restart:
+            if previous == "none":  # never mix a stale run (other data or settings) into a new one
                 for suffix in (".pt", ".last.pt"):
                     Path(tc.out_dir, f"{tc.name}{suffix}").unlink(missing_ok=True)
-            tc = replace(tc, resume=not cfg.restart and _resumable(tc, epochs))
-            fit(tc)
+            fit(replace(tc, resume=previous == "interrupted"))
         ckpts.append(Path(tc.out_dir) / f"{tc.name}.pt")
 
     say("== 4/5 evaluation on the test split")

@@ -6,29 +6,57 @@ models are compared on the same hands (see :func:`engine.metrics.compare_models`
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
 from data_loaders.errors import CheckpointMismatchError
 from data_loaders.hand_table import HandTable
 
-from .checkpoint import build_model, check_compatible, load_checkpoint
+from .checkpoint import build_model, comparable, check_compatible, load_checkpoint
 from .data_setup import load_hand_table, make_batches, usable_rows
 from .metrics import Comparison, ModelPredictions, compare_models
 from .predict import predict
+from .results_table import MODEL_ORDER, order_models
 from .train import resolve_device
 
-#: Preferred display order; other run names follow alphabetically.
-MODEL_ORDER = ("mlp", "cnn", "gcn", "resnet34", "fusion")
+__all__ = ["MODEL_ORDER", "find_checkpoints", "check_crop_settings", "predict_checkpoint", "evaluate_checkpoints"]
+
+log = logging.getLogger(__name__)
 
 
 def find_checkpoints(models_dir: str | Path) -> list[Path]:
     """Best checkpoints in ``models_dir`` (``*.pt`` without the ``.last`` resume files), in display order."""
-    paths = [p for p in Path(models_dir).glob("*.pt") if not p.name.endswith(".last.pt")]
-    rank = {n: i for i, n in enumerate(MODEL_ORDER)}
-    return sorted(paths, key=lambda p: (rank.get(p.stem, len(rank)), p.stem))
+    paths = {p.stem: p for p in Path(models_dir).glob("*.pt") if not p.name.endswith(".last.pt")}
+    return [paths[name] for name in order_models(paths)]
+
+
+def check_crop_settings(ckpt: dict, path: str | Path, table: HandTable) -> None:
+    """An image model must be scored on crops made as its training crops were.
+
+    Compares the checkpoint's ``preprocessing["crop"]`` with the crops folder's
+    ``crop_info.json`` (``table.meta["crop_info"]``) on the keys both record (``size``,
+    ``box_scale``, ``fill``, ``resample``, ...), skipping values that are ``None`` on
+    either side; raises :class:`CheckpointMismatchError` naming the checkpoint, the crops
+    folder and every difference. Landmark-only models do not read crops: no check.
+    """
+    if "image" not in ckpt["preprocessing"].get("inputs", ()):
+        return
+    trained: Mapping = ckpt["preprocessing"].get("crop") or {}
+    have: Mapping = table.meta.get("crop_info") or {}
+    diffs = [
+        f"{k} {trained[k]!r} in training, {have[k]!r} here"
+        for k in sorted(set(trained) & set(have))
+        if trained[k] is not None and have[k] is not None and comparable(trained[k]) != comparable(have[k])
+    ]
+    if diffs:
+        crops = table.crops_dir if table.crops_dir is not None else table.meta.get("source", "the crops folder")
+        raise CheckpointMismatchError(
+            f"{path}: trained on crops made with other settings than those in {crops}: " + "; ".join(diffs)
+            + " (score it on crops made with the training settings: `hand-gestures crop` with the same options)"
+        )
 
 
 def predict_checkpoint(
@@ -50,6 +78,7 @@ def predict_checkpoint(
     if ckpt is None:
         ckpt = load_checkpoint(path)
     check_compatible(ckpt, path, class_names=list(table.class_names))
+    check_crop_settings(ckpt, path, table)
     model = build_model(ckpt, path)
     model.to(device)
     pre = ckpt["preprocessing"]
@@ -82,14 +111,22 @@ def evaluate_checkpoints(
     caption: str = "",
     readme: str | Path | None = None,
 ) -> Comparison:
-    """Score every checkpoint on the same test hands; write tables and figures when ``graphs_dir`` is set."""
+    """Score every checkpoint on the same test hands; write tables and figures when ``graphs_dir`` is set.
+
+    The checkpoints must share one class set (in one order); hands of the crops folder with
+    labels outside it are left out, and the caption says how many.
+    """
     if not checkpoints:
         raise FileNotFoundError("no checkpoints to evaluate (train a model first: `hand-gestures train`)")
     dev = resolve_device(device)
     ckpts = {Path(p): load_checkpoint(p) for p in checkpoints}
+    class_names = _common_class_names(ckpts)
     need_images = any("image" in c["preprocessing"]["inputs"] for c in ckpts.values())
-    first = next(iter(ckpts.values()))
-    table = load_hand_table(crops_dir, data_dir, need_images=need_images, class_names=first["class_names"])
+    table = load_hand_table(crops_dir, data_dir, need_images=need_images, class_names=class_names)
+    note = dropped_note(table)
+    if note:
+        log.warning(note)
+        caption = f"{caption.rstrip()} {note}".strip()
     preds = {}
     for p, c in ckpts.items():
         mp = predict_checkpoint(p, table, split=split, device=dev, ckpt=c)
@@ -104,6 +141,43 @@ def evaluate_checkpoints(
 
             update_readme(readme, Path(graphs_dir, "results.md").read_text())
     return comparison
+
+
+def _common_class_names(ckpts: Mapping[Path, dict]) -> list[str]:
+    """The class names every checkpoint was trained on; a clear error when they differ."""
+    (first_path, first), *rest = ckpts.items()
+    names = list(first["class_names"])
+    diffs = []
+    for p, c in rest:
+        other = list(c["class_names"])
+        if other == names:
+            continue
+        extra = [n for n in other if n not in names]
+        lacks = [n for n in names if n not in other]
+        what = (f"extra {extra}" if extra else "") + ("; " if extra and lacks else "") + (f"lacks {lacks}" if lacks else "")
+        diffs.append(f"{p} has {len(other)} classes (" + (what or "same classes in another order") + ")")
+    if diffs:
+        raise CheckpointMismatchError(
+            f"checkpoints trained on different class sets cannot be compared on the same hands: "
+            f"{first_path} has {len(names)} classes {names}; " + "; ".join(diffs)
+        )
+    return names
+
+
+def dropped_note(table: HandTable) -> str:
+    """A sentence on the hands left out because their label is not one of the class names
+    (``table.meta["dropped_labels"]``: a count, or counts per label); ``""`` when none were."""
+    dropped = table.meta.get("dropped_labels")
+    if not dropped:
+        return ""
+    if isinstance(dropped, Mapping):
+        n = sum(int(v) for v in dropped.values())
+        detail = ": " + ", ".join(f"{k} ({int(v)})" for k, v in sorted(dropped.items()))
+    else:
+        n, detail = int(dropped), ""
+    where = table.crops_dir if table.crops_dir is not None else table.meta.get("source", "the data")
+    return (f"{n} hand{'s' if n != 1 else ''} in {where} with labels outside the checkpoints' "
+            f"{len(table.class_names)} classes left out{detail}.")
 
 
 # --------------------------------------------------------------------------- #

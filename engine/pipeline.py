@@ -18,11 +18,13 @@ def ensure_crops(
     include_no_gesture: bool = False,
     progress: bool = True,
     workers: int | None = None,
+    annotations=None,
 ):
     """Make (or finish) the crops of ``data_dir`` in ``crops_dir``; existing crops are reused.
 
-    With no ``data_dir`` the crops already in ``crops_dir`` are used as they are.
-    Returns the crop summary, or None when nothing was run.
+    With no ``data_dir`` the crops already in ``crops_dir`` are used as they are. ``annotations``
+    (already loaded for the same class set) saves reading them again. Returns the crop summary, or
+    None when nothing was run.
     """
     crops_dir = Path(crops_dir)
     if data_dir is None or not Path(data_dir).exists():
@@ -34,7 +36,7 @@ def ensure_crops(
     from data_loaders.crop import crop_dataset
 
     summary = crop_dataset(data_dir, crops_dir, class_set=make_class_set(classes, include_no_gesture),
-                           workers=workers, progress=progress)
+                           workers=workers, progress=progress, annotations=annotations)
     if progress:
         print(summary)
     return summary

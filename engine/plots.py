@@ -15,6 +15,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from data_loaders.image_io import atomic_open
+from engine.results_table import to_float
 
 __all__ = [
     "plot_confusion",
@@ -40,13 +41,6 @@ def _save(fig: Figure, out_png: str | os.PathLike) -> Path:
         fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
     fig.clear()
     return out
-
-
-def _f(x) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 # --------------------------------------------------------------------------- confusion
@@ -127,7 +121,7 @@ def read_history(history: str | os.PathLike | Sequence[Mapping]) -> list[dict]:
         raw = [dict(r) for r in history]
     out = []
     for i, r in enumerate(raw):
-        row = {k: _f(v) for k, v in r.items() if k is not None}
+        row = {k: to_float(v) for k, v in r.items() if k is not None}
         if math.isnan(row.get("epoch", float("nan"))):
             row["epoch"] = float(i + 1)
         out.append(row)
@@ -270,9 +264,9 @@ def plot_model_comparison(
     for ax, (label, common, alls) in zip(axes, specs):
         for keys, dx, face, name in ((common, -0.12, "tab:blue", "common hands"),
                                      (alls, 0.12, "white", "all hands of the model")):
-            v = np.array([_f(r.get(keys[0])) for r in rows]) * 100
-            lo = np.array([_f(r.get(keys[1])) for r in rows]) * 100
-            hi = np.array([_f(r.get(keys[2])) for r in rows]) * 100
+            v = np.array([to_float(r.get(keys[0])) for r in rows]) * 100
+            lo = np.array([to_float(r.get(keys[1])) for r in rows]) * 100
+            hi = np.array([to_float(r.get(keys[2])) for r in rows]) * 100
             ok = ~np.isnan(v)
             if not ok.any():
                 continue

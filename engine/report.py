@@ -37,25 +37,25 @@ from typing import Sequence
 from engine import plots
 from engine.metrics import Comparison
 from engine.results_table import (
+    MODEL_ORDER,
     PAIRWISE_ALIGN,
     PAIRWISE_HEADERS,
     RESULTS_ALIGN,
     RESULTS_HEADERS,
-    csv_text,
     atomic_write_text,
+    csv_text,
     markdown_table,
+    order_models,
     pairwise_cells,
     pairwise_explanation,
     read_csv_rows,
     results_cells,
     results_explanation,
+    to_float,
     write_results,
 )
 
 __all__ = ["write_evaluation_artefacts", "build_report", "MODEL_ORDER"]
-
-#: Models listed in this order first, the others after them alphabetically.
-MODEL_ORDER = ("mlp", "cnn", "gcn", "resnet34", "fusion")
 
 DEFAULT_TITLE = "Hand-gesture classifiers: evaluation report"
 
@@ -185,6 +185,19 @@ class _Report:
         self.missing.append(path.name)
         self.p(f"{what}: not available ({path.name} {why or 'missing'}).", "missing")
 
+    def artefact(self, what: str, path: Path, loaded: tuple | None = None, *, empty_ok: bool = True):
+        """The rows of a CSV artefact, marked used; ``None``, shown as not available with the reason,
+        when it is missing, unreadable, or empty and not ``empty_ok``. ``loaded`` is the ``(value, why)``
+        of an earlier :func:`_load` of the file (another reader, or read before its section)."""
+        value, why = loaded if loaded is not None else _load(path, read_csv_rows)
+        if value is not None and not value and not empty_ok:
+            value, why = None, "is empty"
+        if value is None:
+            self.not_available(what, path, why)
+        else:
+            self.used.append(path.name)
+        return value
+
     def image(self, path: Path, alt: str) -> bool:
         if path.is_file():
             self.used.append(path.name)
@@ -197,27 +210,25 @@ class _Report:
 # =========================================================================== helpers
 
 
-def _f(x) -> float:
+def _load(path: Path, reader) -> tuple:
+    """``(reader(path), "")``, or ``(None, why not)`` when the file is missing or unreadable
+    (a broken artefact must not stop the report)."""
+    if not path.is_file():
+        return None, "missing"
     try:
-        return float(x)
-    except (TypeError, ValueError):
-        return float("nan")
+        return reader(path), ""
+    except Exception as e:  # noqa: BLE001
+        return None, f"could not be read: {e}"
 
 
 def _pct(x, digits: int = 1) -> str:
-    v = _f(x)
+    v = to_float(x)
     return "n/a" if math.isnan(v) else f"{v * 100:.{digits}f}%"
 
 
 def _int(x) -> str:
-    v = _f(x)
+    v = to_float(x)
     return "n/a" if math.isnan(v) else f"{int(v):,}"
-
-
-def _order_models(names) -> list[str]:
-    names = list(dict.fromkeys(names))
-    first = [m for m in MODEL_ORDER if m in names]
-    return first + sorted(m for m in names if m not in MODEL_ORDER)
 
 
 def _discover_models(g: Path, results: list[dict] | None) -> list[str]:
@@ -230,13 +241,20 @@ def _discover_models(g: Path, results: list[dict] | None) -> list[str]:
     found = [m for m in found if m]
     if results:  # results order first, then models that only have training artefacts
         head = list(dict.fromkeys(r.get("model", "") for r in results if r.get("model")))
-        return head + _order_models(m for m in found if m not in head)
-    return _order_models(found)
+        return head + order_models(m for m in found if m not in head)
+    return order_models(found)
 
 
 def _read_json(path: Path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def _read_data_summary(path: Path) -> dict:
+    ds = _read_json(path)
+    if not isinstance(ds, dict) or not isinstance(ds.get("splits") or {}, dict):
+        raise ValueError("expected an object with a 'splits' object")
+    return ds
 
 
 def _is_synthetic(*texts) -> bool:
@@ -249,24 +267,18 @@ def _is_synthetic(*texts) -> bool:
 def _section_data(r: _Report, g: Path) -> dict | None:
     r.h(2, "1. Data")
     path = g / "data_summary.json"
-    if not path.is_file():
-        r.not_available("Data summary", path)
+    ds = r.artefact("Data summary", path, _load(path, _read_data_summary))
+    if ds is None:
         return None
-    try:
-        ds = _read_json(path)
-        splits: dict = ds.get("splits", {}) or {}
-        classes = list(ds.get("class_names") or [])
-        for s in splits.values():
-            classes += [c for c in s if c not in classes]
-    except Exception as e:  # noqa: BLE001 - a broken artefact must not stop the report
-        r.not_available("Data summary", path, f"could not be read: {e}")
-        return None
-    r.used.append(path.name)
+    splits: dict = ds.get("splits", {}) or {}
+    classes = list(ds.get("class_names") or [])
+    for s in splits.values():
+        classes += [c for c in s if c not in classes]
     r.p(f"Dataset: {ds.get('dataset', 'n/a')} (HaGRID annotation format {ds.get('format', 'n/a')}), "
         f"{len(classes)} classes.")
 
     def get(split, cls, key):
-        v = _f((splits.get(split, {}).get(cls) or {}).get(key))
+        v = to_float((splits.get(split, {}).get(cls) or {}).get(key))
         return 0.0 if math.isnan(v) else v
 
     split_names = list(splits)
@@ -276,8 +288,8 @@ def _section_data(r: _Report, g: Path) -> dict | None:
     for s in split_names:
         vals = {k: sum(get(s, c, k) for c in classes) for k in tot}
         if s in totals:
-            vals["images"] = _f(totals[s].get("images"))
-            users = _f(totals[s].get("users"))
+            vals["images"] = to_float(totals[s].get("images"))
+            users = to_float(totals[s].get("users"))
         else:
             users = max((get(s, c, "users") for c in classes), default=0.0)
         for k in tot:
@@ -388,50 +400,30 @@ def _section_training(r: _Report, g: Path, models: list[str]) -> None:
         r.image(png, f"{m} training curves")
 
 
-def _section_results(r: _Report, g: Path, meta: dict, results: list[dict] | None, note: str) -> None:
+def _section_results(r: _Report, g: Path, meta: dict, results: tuple, note: str) -> None:
     r.h(2, "3. Results")
-    alpha = _f(meta.get("alpha", 0.05))
+    alpha = to_float(meta.get("alpha", 0.05))
     alpha = 0.05 if math.isnan(alpha) else alpha
     if meta.get("caption") and meta["caption"] != note:
         r.p(meta["caption"], "caption")
-    path = g / "results.csv"
-    if results is None:
-        r.not_available("Results table", path)
-    elif not results:
-        r.not_available("Results table", path, "is empty")
-    else:
-        r.used.append(path.name)
+    results = r.artefact("Results table", g / "results.csv", results, empty_ok=False)
+    if results:
         r.p(results_explanation(results[0].get("n_common", ""), alpha))
         r.table(RESULTS_HEADERS, results_cells(results), RESULTS_ALIGN)
     r.image(g / "model_comparison.png", "Model comparison")
 
     r.h(3, "Pairwise McNemar tests")
-    path = g / "pairwise.csv"
-    try:
-        pw = read_csv_rows(path) if path.is_file() else None
-    except Exception as e:  # noqa: BLE001
-        r.not_available("Pairwise tests", path, f"could not be read: {e}")
-        pw = []
-    if pw is None:
-        r.not_available("Pairwise tests", path)
-    elif not pw:
+    pw = r.artefact("Pairwise tests", g / "pairwise.csv")
+    if pw == []:
         r.p("No pairs to test (fewer than two models).")
-    else:
-        r.used.append(path.name)
+    elif pw:
         r.p(pairwise_explanation(alpha))
         r.table(PAIRWISE_HEADERS, pairwise_cells(pw), PAIRWISE_ALIGN)
 
     r.h(3, "Per-class F1 on the common hands")
-    path = g / "per_class.csv"
-    try:
-        pc = read_csv_rows(path) if path.is_file() else None
-    except Exception as e:  # noqa: BLE001
-        r.not_available("Per-class F1", path, f"could not be read: {e}")
-        return
+    pc = r.artefact("Per-class F1", g / "per_class.csv", empty_ok=False)
     if not pc:
-        r.not_available("Per-class F1", path)
         return
-    r.used.append(path.name)
     models = list(dict.fromkeys(x["model"] for x in pc))
     classes = list(dict.fromkeys(x["class"] for x in pc))
     by = {(x["model"], x["class"]): x for x in pc}
@@ -453,22 +445,15 @@ def _section_confusion(r: _Report, g: Path, models: list[str]) -> None:
 
 def _section_confused_pairs(r: _Report, g: Path) -> None:
     r.h(2, "5. Most-confused pairs")
-    path = g / "confused_pairs.csv"
-    try:
-        rows = read_csv_rows(path) if path.is_file() else None
-    except Exception as e:  # noqa: BLE001
-        r.not_available("Most-confused pairs", path, f"could not be read: {e}")
-        return
+    rows = r.artefact("Most-confused pairs", g / "confused_pairs.csv")
     if rows is None:
-        r.not_available("Most-confused pairs", path)
         return
-    r.used.append(path.name)
     if not rows:
         r.p("No confusions: every model classified every common hand correctly.")
         return
     models = list(dict.fromkeys(x["model"] for x in rows))
-    by = {(x["model"], int(_f(x["rank"]))): x for x in rows}
-    k = max(int(_f(x["rank"])) for x in rows)
+    by = {(x["model"], int(to_float(x["rank"]))): x for x in rows}
+    k = max(int(to_float(x["rank"])) for x in rows)
     table = []
     for rank in range(1, k + 1):
         cells = [str(rank)]
@@ -485,18 +470,10 @@ def _section_orientation(r: _Report, g: Path) -> None:
     r.p("Classes that differ only by orientation or a small detail (peace / peace_inverted, stop / "
         "stop_inverted, two_up / two_up_inverted, like / dislike, mute / one): how often a hand of one is "
         "given to the other. Cross-error = (a→b + b→a) / (hands of a + hands of b).")
-    path = g / "orientation_pairs.csv"
-    try:
-        rows = read_csv_rows(path) if path.is_file() else None
-    except Exception as e:  # noqa: BLE001
-        r.not_available("Orientation-pair table", path, f"could not be read: {e}")
-        rows = []
-    if rows is None:
-        r.not_available("Orientation-pair table", path)
-    elif not rows:
+    rows = r.artefact("Orientation-pair table", g / "orientation_pairs.csv")
+    if rows == []:
         r.p("No orientation pair is in the class set.")
-    else:
-        r.used.append(path.name)
+    elif rows:
         models = list(dict.fromkeys(x["model"] for x in rows))
         pairs = list(dict.fromkeys((x["a"], x["b"]) for x in rows))
         by = {(x["model"], x["a"], x["b"]): x for x in rows}
@@ -609,22 +586,14 @@ def build_report(
     od.mkdir(parents=True, exist_ok=True)
     r = _Report()
 
-    meta: dict = {}
     mpath = g / "evaluation.json"
-    if mpath.is_file():
-        try:
-            meta = _read_json(mpath) or {}
-            r.used.append(mpath.name)
-        except Exception:  # noqa: BLE001
-            meta = {}
-    results = None
-    rpath = g / "results.csv"
-    if rpath.is_file():
-        try:
-            results = read_csv_rows(rpath)
-        except Exception:  # noqa: BLE001
-            results = None
-    model_list = list(models) if models is not None else _discover_models(g, results)
+    meta, _ = _load(mpath, _read_json)
+    if isinstance(meta, dict):
+        r.used.append(mpath.name)
+    else:
+        meta = {}
+    results = _load(g / "results.csv", read_csv_rows)  # (rows or None, why): shown in section 3
+    model_list = list(models) if models is not None else _discover_models(g, results[0])
 
     note = dataset_note if dataset_note is not None else (meta.get("caption") or "")
     if note:

@@ -30,14 +30,26 @@ __all__ = [
     "read_csv_rows",
     "atomic_write_text",
     "csv_text",
+    "MODEL_ORDER",
+    "order_models",
+    "to_float",
 ]
 
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
 
+#: Models listed in this order first, the others after them alphabetically.
+MODEL_ORDER = ("mlp", "cnn", "gcn", "resnet34", "fusion")
 
 
-def _num(x) -> float:
+def order_models(names: Iterable[str]) -> list[str]:
+    """``names`` without repeats: those in :data:`MODEL_ORDER` first, in that order, then the rest sorted."""
+    names = list(dict.fromkeys(names))
+    return [m for m in MODEL_ORDER if m in names] + sorted(m for m in names if m not in MODEL_ORDER)
+
+
+def to_float(x) -> float:
+    """``float(x)``, NaN for what is not a number (``None``, ``""`` from a CSV cell, text)."""
     try:
         return float(x)
     except (TypeError, ValueError):
@@ -46,7 +58,7 @@ def _num(x) -> float:
 
 def format_ci(value, low, high, percent: bool = True, digits: int = 1) -> str:
     """``98.1 [97.0, 99.0]`` (``percent`` multiplies by 100); ``n/a`` for a missing value."""
-    v, lo, hi = _num(value), _num(low), _num(high)
+    v, lo, hi = to_float(value), to_float(low), to_float(high)
     if math.isnan(v):
         return "n/a"
     k = 100.0 if percent else 1.0
@@ -56,7 +68,7 @@ def format_ci(value, low, high, percent: bool = True, digits: int = 1) -> str:
 
 
 def format_p(p) -> str:
-    p = _num(p)
+    p = to_float(p)
     if math.isnan(p):
         return "n/a"
     if p < 1e-4:
@@ -65,7 +77,7 @@ def format_p(p) -> str:
 
 
 def _format_params(n) -> str:
-    n = _num(n)
+    n = to_float(n)
     if math.isnan(n) or n <= 0:
         return "n/a"
     if n >= 1e6:
@@ -76,7 +88,7 @@ def _format_params(n) -> str:
 
 
 def _format_ms(x) -> str:
-    x = _num(x)
+    x = to_float(x)
     return "n/a" if math.isnan(x) else f"{x:.3g}"
 
 

@@ -26,11 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_loaders.batches import AugmentConfig, BatchTransform
+from data_loaders.batches import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, BatchTransform
+from data_loaders.classes import make_class_set
+from data_loaders.errors import CheckpointMismatchError, UsageError
 from data_loaders.image_io import atomic_write_text
 from model_classes import create_model, model_spec
+from model_classes.registry import UnknownHyperparameterError, UnknownModelError
 
-from .checkpoint import check_compatible, load_checkpoint, load_model, make_checkpoint, save_checkpoint, unwrap
+from .checkpoint import (build_model, check_compatible, load_checkpoint, load_model, make_checkpoint,
+                         save_checkpoint)
 from .data_setup import load_hand_table, make_batches, usable_rows
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed
 from .predict import autocast, predict, to_device
@@ -128,6 +132,20 @@ def _scheduler(name: str, opt: torch.optim.Optimizer, lr: float, total_steps: in
     return None
 
 
+RESUME_SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "scheduler", "optimizer", "seed",
+                   "max_train_batches")
+
+
+def _check_resume_settings(ckpt: dict, path: Path, now: dict) -> None:
+    """A resumed run must continue the same schedule: refuse settings that change it, naming each."""
+    was = ckpt.get("args", {})
+    diffs = [f"{k}: checkpoint has {was[k]!r}, asked for {now[k]!r}" for k in RESUME_SETTINGS
+             if k in was and k in now and was[k] != now[k]]
+    if diffs:
+        raise CheckpointMismatchError(f"{path}: cannot resume with other settings (start a new run "
+                                      "without --resume, or use the same settings):\n  " + "\n  ".join(diffs))
+
+
 def _build_model(cfg: TrainConfig, num_classes: int, class_names: Sequence[str]) -> nn.Module:
     if cfg.model == "fusion" and cfg.init_from:
         from model_classes.fusion import FusionModel
@@ -135,9 +153,13 @@ def _build_model(cfg: TrainConfig, num_classes: int, class_names: Sequence[str])
         parts = {}
         for key in ("resnet34", "gcn"):
             if key in cfg.init_from:
-                parts[key], _ = load_model(cfg.init_from[key], model_name=key, class_names=class_names)
+                expect = {"preprocessing": {"landmark_norm": cfg.landmark_norm}} if key == "gcn" else {}
+                parts[key], _ = load_model(cfg.init_from[key], model_name=key, class_names=class_names, **expect)
         return FusionModel.from_unimodal(parts.get("resnet34"), parts.get("gcn"), num_classes, **cfg.hparams)
-    return create_model(cfg.model, num_classes, **cfg.hparams)
+    try:
+        return create_model(cfg.model, num_classes, **cfg.hparams)
+    except (UnknownHyperparameterError, UnknownModelError) as e:
+        raise UsageError(str(e)) from None
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
@@ -169,8 +191,9 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
     say = (lambda *a: print(*a, flush=True)) if (dist.is_main and cfg.progress) else (lambda *a: None)
 
     # ------------------------------------------------------------- data
-    table = load_hand_table(cfg.crops_dir, cfg.data_dir, classes=cfg.classes,
-                            include_no_gesture=cfg.include_no_gesture, need_images="image" in spec.inputs)
+    requested = make_class_set(cfg.classes, cfg.include_no_gesture).names
+    table = load_hand_table(cfg.crops_dir, cfg.data_dir, class_names=requested,
+                            need_images="image" in spec.inputs)
     table = usable_rows(table, spec.inputs)
     class_names = list(table.class_names)
     train_t, val_t = table.split_view(cfg.train_split), table.split_view(cfg.val_split)
@@ -180,20 +203,33 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
     train_b = make_batches(train_t, batch_size=settings["batch_size"], shuffle=True, **common)
     val_b = make_batches(val_t, batch_size=max(settings["batch_size"], 256), shuffle=False, **common)
     augment = AugmentConfig.from_recipe(spec.recipe.get("augment")) if cfg.augment else None
-    transform = BatchTransform(cfg.landmark_norm, spec.image_size, augment, seed=cfg.seed)
+    transform = BatchTransform(cfg.landmark_norm, spec.image_size, augment, seed=cfg.seed, rank=dist.rank)
     eval_transform = BatchTransform(cfg.landmark_norm, spec.image_size, None)
     say(f"[{cfg.name}] {len(train_t)} train / {len(val_t)} val hands, {len(class_names)} classes, device {device}"
         + (f", {dist.world} processes" if dist.enabled else ""))
 
     # ------------------------------------------------------------- model
-    model = _build_model(cfg, len(class_names), class_names).to(device)
+    resume_ckpt = None
+    if cfg.resume:
+        if last_path.is_file():
+            resume_ckpt = load_checkpoint(last_path, map_location="cpu")
+            check_compatible(resume_ckpt, last_path, model_name=cfg.model, class_names=class_names,
+                             hparams={k: v for k, v in cfg.hparams.items() if k != "weights"},
+                             preprocessing={"landmark_norm": cfg.landmark_norm})
+            _check_resume_settings(resume_ckpt, last_path, {**settings, "seed": cfg.seed,
+                                                            "max_train_batches": cfg.max_train_batches})
+        elif dist.is_main:
+            print(f"[{cfg.name}] --resume: nothing to resume at {last_path}, starting from the first epoch", flush=True)
+    # a resumed model is rebuilt from its checkpoint: no ImageNet download, no unimodal checkpoints needed
+    model = build_model(resume_ckpt, last_path) if resume_ckpt else _build_model(cfg, len(class_names), class_names)
+    model = model.to(device)
     channels_last = device.type == "cuda" and "image" in spec.inputs
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     use_amp = cfg.amp and device.type == "cuda"
     preprocessing = {
         "inputs": list(spec.inputs), "image_size": spec.image_size, "landmark_norm": cfg.landmark_norm,
-        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
         "crop": {k: table.meta.get("crop_info", {}).get(k) for k in ("size", "box_scale", "fill", "resample")},
     }
     train_model: nn.Module = model
@@ -208,11 +244,8 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
 
     history: list[dict] = []
     start_epoch, best_acc, bad_epochs = 0, -math.inf, 0
-    if cfg.resume and last_path.is_file():
-        ckpt = load_checkpoint(last_path, map_location=device)
-        check_compatible(ckpt, last_path, model_name=cfg.model, class_names=class_names,
-                         hparams=unwrap(model).hparams, preprocessing={"landmark_norm": cfg.landmark_norm})
-        unwrap(model).load_state_dict(ckpt["state_dict"])
+    if resume_ckpt is not None:
+        ckpt = resume_ckpt
         opt.load_state_dict(ckpt["optimizer"])
         if sched is not None and ckpt.get("scheduler"):
             sched.load_state_dict(ckpt["scheduler"])
@@ -226,7 +259,7 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
     args = {**asdict(cfg), **settings}
     stopped_early = False
     last_plot = -math.inf
-    epoch = start_epoch - 1
+    epochs_done = start_epoch
     for epoch in range(start_epoch, settings["epochs"]):
         if settings["patience"] and bad_epochs >= settings["patience"]:
             stopped_early = True
@@ -234,7 +267,7 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
         t0 = time.perf_counter()
         train_b.set_epoch(epoch)
         transform.set_epoch(epoch, device)
-        torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout etc.: same stream on resume
+        torch.manual_seed(cfg.seed * 1000 + epoch + 7919 * dist.rank)  # dropout etc.: same stream on resume
         train_model.train()
         loss_sum = correct = seen = 0.0
         it = train_b
@@ -279,6 +312,7 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
             "samples_per_s": seen / max(train_seconds, 1e-9),
         }
         history.append(row)
+        epochs_done = epoch + 1
         improved = row["val_acc"] > best_acc
         if improved:
             best_acc, bad_epochs = row["val_acc"], 0
@@ -308,7 +342,7 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
         writer.close()
     if dist.is_main and history:
         _plot_curves(graphs_dir, cfg.name, history)
-    return FitResult(best_path, last_path, history, best_acc, epoch + 1, stopped_early)
+    return FitResult(best_path, last_path, history, best_acc, epochs_done, stopped_early)
 
 
 def _plot_curves(graphs_dir: Path, name: str, history: list[dict]) -> None:
@@ -339,7 +373,7 @@ def parse_key_values(items: Sequence[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+            raise UsageError(f"expected KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         try:
             out[k] = json.loads(v)

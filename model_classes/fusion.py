@@ -45,7 +45,7 @@ import torch.nn as nn
 
 from .gcn import HandGCN, build_gcn
 from .registry import IMAGE_AUGMENT, create_model, register_model
-from .resnet import IMAGE_SIZE, ResNet34Classifier, build_resnet34
+from .resnet import IMAGE_SIZE, PretrainedWeightsError, ResNet34Classifier, build_resnet34, model_state_dict
 
 MODES = ("feature", "logit")
 
@@ -204,45 +204,58 @@ class FusionModel(nn.Module):
         """Load trained unimodal weights into the branches.
 
         Each argument is a state dict, a checkpoint dict (``state_dict`` plus optionally
-        ``model_name``/``hparams``, which are checked against the branch) or a path to one.
+        ``model_name``/``hparams``, which are checked against the branch) or a path to one
+        (read with ``torch.load(weights_only=True)``: tensors and plain containers only, as
+        ``engine.checkpoint`` writes them; pass the loaded dict for anything else).
         """
         for attr, expected_name, ckpt in (
             ("image_branch", "resnet34", resnet_state),
             ("graph_branch", "gcn", gcn_state),
         ):
             branch: nn.Module = getattr(self, attr)
+            source = str(ckpt) if isinstance(ckpt, (str, os.PathLike)) else f"{expected_name} state"
             if isinstance(ckpt, (str, os.PathLike)):
-                source = str(ckpt)
-                ckpt = torch.load(ckpt, map_location="cpu", weights_only=False)
-            else:
-                source = f"{expected_name} state"
+                try:
+                    ckpt = torch.load(ckpt, map_location="cpu", weights_only=True)
+                except Exception as e:  # noqa: BLE001 - missing, truncated or not plain data
+                    raise ValueError(
+                        f"{source}: cannot be read as a state dict or checkpoint of plain data "
+                        f"(torch.load weights_only=True): {e}"
+                    ) from e
             if isinstance(ckpt, Mapping) and isinstance(ckpt.get("state_dict"), Mapping):
-                name = ckpt.get("model_name", expected_name)
-                if name != expected_name:
-                    raise ValueError(f"{source}: expected a {expected_name!r} checkpoint, got {name!r}")
-                saved = ckpt.get("hparams")
-                if isinstance(saved, Mapping):
-                    ours = {k: v for k, v in branch.hparams.items() if k != "weights"}
-                    diffs = [
-                        f"{k}: checkpoint {_norm(saved.get(k))!r} vs fusion {_norm(v)!r}"
-                        for k, v in ours.items()
-                        if k in saved and _norm(saved[k]) != _norm(v)
-                    ]
-                    if diffs:
-                        raise ValueError(f"{source} does not match the fusion's {expected_name} branch: " + "; ".join(diffs))
-                state = ckpt["state_dict"]
-            else:
-                state = ckpt
-            state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+                _check_branch_checkpoint(ckpt, branch, expected_name, source)
             try:
-                branch.load_state_dict(state, strict=True)
-            except RuntimeError as e:
+                branch.load_state_dict(model_state_dict(ckpt), strict=True)
+            except (RuntimeError, PretrainedWeightsError) as e:
                 raise ValueError(f"{source} does not fit the fusion's {expected_name} branch: {e}") from e
         self.pretrained = {"resnet": "checkpoint", "gcn": "checkpoint"}
 
 
-def _norm(v: Any) -> Any:
-    return tuple(v) if isinstance(v, list) else v
+def _check_branch_checkpoint(ckpt: Mapping, branch: nn.Module, expected_name: str, source: str) -> None:
+    """A checkpoint's ``model_name`` and architecture ``hparams`` must be those of the branch."""
+    name = ckpt.get("model_name", expected_name)
+    if name != expected_name:
+        raise ValueError(f"{source}: expected a {expected_name!r} checkpoint, got {name!r}")
+    saved = ckpt.get("hparams")
+    if not isinstance(saved, Mapping):
+        return
+    diffs = [
+        f"{k}: checkpoint {saved[k]!r} vs fusion {v!r}"
+        for k, v in branch.hparams.items()
+        if k != "weights" and k in saved and not _same(saved[k], v)
+    ]
+    if diffs:
+        raise ValueError(f"{source} does not match the fusion's {expected_name} branch: " + "; ".join(diffs))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, where a list and a tuple with the same items are the same (a checkpoint may
+    hold either, depending on how it was saved): compares items, never converts."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
 
 
 @register_model(

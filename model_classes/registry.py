@@ -55,7 +55,7 @@ LANDMARK_AUGMENT: dict[str, Any] = {
     "scale_range": (0.9, 1.1),
     "landmark_jitter": 0.01,
 }
-#: ...and for image models (the fusion model's landmarks follow its images' flips/rotations).
+#: ...and for image models (the fusion model's landmarks share the flip, rotation and scale of the image).
 IMAGE_AUGMENT: dict[str, Any] = {
     **LANDMARK_AUGMENT,
     "translate": 0.05,

@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 from torchvision.models import resnet34
 
+from data_loaders.errors import UserFacingError
+
 from .registry import IMAGE_AUGMENT, register_model
 
 IMAGE_SIZE = 128
@@ -43,8 +45,9 @@ EMBED_DIM = 512
 IMAGENET_URL = "https://download.pytorch.org/models/resnet34-b627a593.pth"
 
 
-class PretrainedWeightsError(RuntimeError):
-    """Pretrained weights could not be fetched or do not fit the backbone."""
+class PretrainedWeightsError(UserFacingError, RuntimeError):
+    """Pretrained weights could not be fetched or do not fit the backbone (the message says what
+    to do, so the command line prints it alone, without a traceback)."""
 
 
 def hub_cache_dir(model_dir: str | os.PathLike | None = None) -> str:
@@ -88,13 +91,19 @@ def _strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return dict(state)
 
 
-def backbone_state_dict(obj: Any) -> dict[str, torch.Tensor]:
-    """The backbone part of a torchvision/this-model state dict or a checkpoint dict (``fc.*`` dropped)."""
+def model_state_dict(obj: Any) -> dict[str, torch.Tensor]:
+    """The state dict in ``obj``: a state dict, or a checkpoint dict with a ``"state_dict"`` entry;
+    a DDP ``module.`` prefix is stripped. Raises :class:`PretrainedWeightsError` for anything else."""
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
         raise PretrainedWeightsError(f"expected a state dict, got {type(obj).__name__}")
-    state = _strip_prefix(obj, "module.")
+    return _strip_prefix(obj, "module.")
+
+
+def backbone_state_dict(obj: Any) -> dict[str, torch.Tensor]:
+    """The backbone part of a torchvision/this-model state dict or a checkpoint dict (``fc.*`` dropped)."""
+    state = model_state_dict(obj)
     if any(k.startswith("backbone.") for k in state):  # a ResNet34Classifier state dict
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     return {k: v for k, v in state.items() if not k.startswith("fc.")}

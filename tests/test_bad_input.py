@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import csv
 import json
+import struct
 
+import numpy as np
 import pytest
-from hagrid_fixtures import annotation_file, edit_record, image_path, make_specs, write_v2
+from hagrid_fixtures import annotation_file, edit_record, image_path, make_specs, write_jpeg, write_v2
+from PIL import Image, ImageFile
 
 import data_loaders.crop as crop_mod
 from data_loaders.classes import make_class_set
-from data_loaders.crop import crop_dataset
+from data_loaders.crop import crop_dataset, cut_square
 from data_loaders.errors import DataError
 from data_loaders.hagrid import load_hagrid
-from data_loaders.image_io import image_size, open_rgb
-from data_loaders.manifest import read_manifest, write_manifest
+from data_loaders.image_io import IMAGE_NOT_FOUND, image_size, open_rgb
+from data_loaders.manifest import iter_manifest, read_manifest, write_manifest
 from engine.cli import main
 
 CLASSES3 = ("call", "fist", "palm")
@@ -73,6 +76,38 @@ def test_truncated_image_header_still_readable(tmp_path, root, specs):
         open_rgb(p)
 
 
+@pytest.mark.parametrize("exc", [
+    OSError("broken data stream"), ValueError("tile cannot extend outside image"), SyntaxError("broken PNG file"),
+    Image.DecompressionBombError("too many pixels"), EOFError(), struct.error("unpack requires a buffer"),
+    IndexError("index out of range"), TypeError("bad tile"), ZeroDivisionError(), MemoryError(),
+], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("stage", ["open", "decode"])
+def test_open_rgb_turns_every_pil_failure_into_a_data_error(root, specs, monkeypatch, exc, stage):
+    p = image_path(root, specs[0])
+
+    def fail(*a, **k):
+        raise exc
+
+    monkeypatch.setattr(Image, "open", fail) if stage == "open" else monkeypatch.setattr(ImageFile.ImageFile, "load", fail)
+    with pytest.raises(DataError, match="corrupt or truncated image") as e:
+        open_rgb(p, draft_to=(10, 10))
+    assert e.value.path == str(p) and type(exc).__name__ in e.value.problem
+    if stage == "open":
+        with pytest.raises(DataError, match="cannot read image header") as e:
+            image_size(p)
+        assert e.value.path == str(p)
+
+
+def test_decompression_bomb_is_a_data_error(tmp_path, monkeypatch):
+    p = write_jpeg(tmp_path / "big.jpg", (200, 100))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 20000 px > 2x the limit: PIL raises, not warns
+    with pytest.raises(DataError, match="DecompressionBombError") as e:
+        open_rgb(p)
+    assert e.value.path == str(p)
+    with pytest.raises(DataError, match=IMAGE_NOT_FOUND):
+        open_rgb(tmp_path / "absent.jpg")
+
+
 def test_worker_exception_never_escapes(tmp_path, root, specs, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("resize exploded")
@@ -118,6 +153,10 @@ def test_cli_prints_one_line_error_and_exits_2(tmp_path, root, specs, capsys):
 @pytest.mark.parametrize("change, reason", [
     ({"labels": ["thumbs_sideways"]}, "unknown_label"),
     ({"bboxes": [[1.2, 0.3, 0.1, 0.1]]}, "box_outside_image"),
+    ({"bboxes": [[-5, -5, 10, 10]]}, "box_outside_image"),  # would be a ~28800 px padded square
+    ({"bboxes": [[-0.6, 0.3, 0.3, 0.3]]}, "box_outside_image"),
+    ({"bboxes": [[0.3, 0.9, 0.2, 0.7]]}, "box_outside_image"),
+    ({"bboxes": [[-0.2, 0.1, 1.6, 0.3]]}, "box_outside_image"),
     ({"bboxes": [[0.3, 0.3, 0.0, 0.1]]}, "zero_size_box"),
     ({"bboxes": [[0.3, "x", 0.1, 0.1]]}, "malformed_box"),
     ({"bboxes": [[0.3, 0.3, 0.1]]}, "malformed_box"),
@@ -147,6 +186,43 @@ def test_box_partly_outside_is_cropped_with_padding(tmp_path, root, specs):
     edit_record(root, specs[0], bboxes=[[0.9, 0.9, 0.3, 0.3]])
     s = _crop(root, tmp_path / "out")
     assert not s.skipped.counts and s.n_crops == len(specs)
+
+
+def test_huge_box_reaching_the_worker_is_a_counted_skip(tmp_path, root, specs):
+    # records built elsewhere (not by the loader) still never make a worker allocate a huge padded square
+    ann = load_hagrid(root, CS)
+    bad = ann.records[0]
+    bad.bbox = (-5.0, -5.0, 10.0, 10.0)
+    s = crop_dataset(root, tmp_path / "out", class_set=CS, size=24, workers=1, progress=False, annotations=ann)
+    assert s.skipped.counts == {"box_outside_image": 1}
+    example = s.skipped.examples["box_outside_image"][0]
+    assert str(bad.image_path) in example and bad.uuid in example
+    assert [(r["uuid"], r["reason"]) for r in _csv_rows(tmp_path / "out")] == [(bad.uuid, "box_outside_image")]
+    assert s.n_crops == len(ann.records) - 1
+
+
+def test_cut_square_memory_is_bounded_by_the_visible_part(tmp_path, monkeypatch):
+    img = open_rgb(write_jpeg(tmp_path / "a.jpg", (100, 80)))
+    limit = max(100 * 80, (4 * 32 + 2) ** 2)  # the visible part, or the reduced canvas
+    real_new, real_crop, biggest = Image.new, Image.Image.crop, []
+
+    def check(size):
+        biggest.append(size[0] * size[1])
+        assert size[0] * size[1] <= limit, f"allocates a {size[0]}x{size[1]} image"
+
+    def new(mode, size, *a, **k):
+        check(size)
+        return real_new(mode, size, *a, **k)
+
+    def crop(self, box=None):
+        if box is not None:
+            check((box[2] - box[0], box[3] - box[1]))
+        return real_crop(self, box)
+
+    monkeypatch.setattr(Image, "new", new)
+    monkeypatch.setattr(Image.Image, "crop", crop)
+    out = cut_square(img, (-14350, -14360, 28800), 32)  # the square of a [-5, -5, 10, 10] box
+    assert out.size == (32, 32) and max(biggest) <= limit
 
 
 @pytest.mark.parametrize("landmarks, problem", [
@@ -193,11 +269,14 @@ def test_duplicate_image_is_skipped(root, specs):
 
 
 # --------------------------------------------------------------------------- crop outputs
+GOOD_LINE = {"key": "u_0", "uuid": "u", "hand": 0, "split": "train", "label": "call", "user_id": None,
+             "crop": "train/call/u_0.jpg", "image": "x.jpg", "image_size": [10, 10], "bbox": [0, 0, 1, 1],
+             "crop_box": [0, 0, 10], "landmarks": None, "leading_hand": None}
+
+
 def test_malformed_manifest_line_names_file_and_line(tmp_path):
     p = tmp_path / "manifest.jsonl"
-    good = {"key": "u_0", "uuid": "u", "hand": 0, "split": "train", "label": "call", "user_id": None,
-            "crop": "train/call/u_0.jpg", "image": "x.jpg", "image_size": [10, 10], "bbox": [0, 0, 1, 1],
-            "crop_box": [0, 0, 10], "landmarks": None, "leading_hand": None}
+    good = GOOD_LINE
     write_manifest(p, [good, good])
     assert len(read_manifest(p)) == 2
     p.write_bytes(p.read_bytes() + b'{"key": "u_1", "uuid"\n')
@@ -207,6 +286,34 @@ def test_malformed_manifest_line_names_file_and_line(tmp_path):
     write_manifest(p, [good, {k: v for k, v in good.items() if k != "crop_box"}])
     with pytest.raises(DataError, match="line 2: missing crop_box"):
         read_manifest(p)
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"label": 3}, "label: expected a string"),
+    ({"crop": ["train", "call"]}, "crop: expected a string"),
+    ({"hand": "0"}, "hand: expected an integer"),
+    ({"user_id": 17}, "user_id: expected a string or null"),
+    ({"image_size": [10]}, "image_size: expected 2 positive numbers"),
+    ({"image_size": [10, 0]}, "image_size: expected 2 positive numbers"),
+    ({"image_size": ["10", "10"]}, "image_size: expected 2 positive numbers"),
+    ({"bbox": [0, 0, 1]}, "bbox: expected 4 numbers"),
+    ({"bbox": [0, 0, True, 1]}, "bbox: expected 4 numbers"),
+    ({"crop_box": "0,0,10"}, "crop_box: expected 3 numbers"),
+    ({"landmarks": [[0.5, 0.5]] * 20}, "landmarks: expected null or 21x2"),
+    ({"landmarks": [[0.5, 0.5, 0.1]] * 21}, "landmarks: expected null or 21x2"),
+    ({"landmarks": [["a", "b"]] * 21}, "landmarks: expected null or 21x2"),
+    ({"landmarks": ["ab"] * 21}, "landmarks: expected null or 21x2"),
+    ({"landmarks": {"x": 1}}, "landmarks: expected null or 21x2"),
+])
+def test_manifest_fields_are_checked_per_line(tmp_path, change, problem):
+    p = tmp_path / "manifest.jsonl"
+    ok = dict(GOOD_LINE, landmarks=np.full((21, 2), 0.5).tolist())
+    write_manifest(p, [ok, GOOD_LINE, dict(GOOD_LINE, **change)])
+    it = iter_manifest(p)
+    assert next(it) == ok and next(it) == GOOD_LINE  # streamed: good lines come before the bad one is read
+    with pytest.raises(DataError, match=f"line 3: {problem}") as e:
+        next(it)
+    assert e.value.path == str(p) and e.value.uuid == "u_0"
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, root):

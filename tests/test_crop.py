@@ -2,18 +2,23 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
+from collections import Counter
 
 import numpy as np
 import pytest
-from hagrid_fixtures import count_hands, make_specs, write_v2
+from hagrid_fixtures import ImageSpec, count_hands, image_path, make_specs, write_jpeg, write_v2
 from PIL import Image
 
 import data_loaders.crop as crop_mod
 from data_loaders.classes import NO_GESTURE, make_class_set
 from data_loaders.crop import crop_dataset, cut_square, draft_request, square_box
 from data_loaders.dataset_summary import SUMMARY_NAME
+from data_loaders.errors import DataError
 from data_loaders.hagrid import load_hagrid
+from data_loaders.hand_table import HandTable
 from data_loaders.image_io import TMP_PREFIX, TMP_SUFFIX, open_rgb
 from data_loaders.manifest import MANIFEST_KEYS, load_crop_info, read_crop_info, read_manifest
 from engine.cli import main
@@ -78,6 +83,77 @@ def test_draft_decode_keeps_enough_pixels_and_matches_full_decode(tmp_path):
     b = np.asarray(cut_square(full, box, 64), dtype=np.float32)
     assert np.abs(a - b).mean() < 6  # same region, same content
     assert draft_request((800, 600), [100], 128) is None  # upscaled crop: full decode
+
+
+def _full_size_cut(img, box, size):
+    """The reference: the whole padded square at decoded scale, then resized (unbounded memory)."""
+    s = img.info.get("scale", 1.0)
+    fx0, fy0, fx1, fy1 = box[0] * s, box[1] * s, (box[0] + box[2]) * s, (box[1] + box[2]) * s
+    ix0, iy0 = math.floor(fx0), math.floor(fy0)
+    region = img.crop((ix0, iy0, math.ceil(fx1), math.ceil(fy1)))  # PIL pads with 0
+    return region.resize((size, size), Image.Resampling.BICUBIC, box=(fx0 - ix0, fy0 - iy0, fx1 - ix0, fy1 - iy0))
+
+
+@pytest.mark.parametrize("box, size", [
+    ((100, 100, 200), 64), ((-50, -30, 300), 64), ((700, 500, 250), 128),  # canvas at full size: identical
+    ((-300, -300, 1400), 16), ((-2000, -2000, 4800), 32), ((-7, -9, 600), 16), ((790, 590, 700), 32),  # reduced
+])
+def test_cut_square_matches_the_full_size_padded_square(tmp_path, box, size):
+    img = open_rgb(write_jpeg(tmp_path / "a.jpg", (800, 600), seed=1))
+    a = np.asarray(cut_square(img, box, size), np.float32)
+    b = np.asarray(_full_size_cut(img, box, size), np.float32)
+    if box[2] < 4 * size:
+        assert (a == b).all()
+    else:  # averaged over blocks first: within rounding, and no shifted edge
+        assert np.abs(a - b).mean() < 0.6 and np.abs(a - b).max() < 16
+
+
+# --------------------------------------------------------------------------- pixel alignment
+MARKERS = [(0.4123, 0.6071), (0.0312, 0.0457)]  # the second hand's square leaves the image (padded)
+
+
+def _marker_dataset(root):
+    """A 1920x1080 JPEG, black with a white disk at landmark 0 of each hand (centred in continuous
+    pixel coordinates ``lm * (W, H)``), annotated as HaGRID v2."""
+    W, H = 1920, 1080
+    boxes = [[0.34, 0.5, 0.15, 0.25], [0.0, 0.0, 0.09, 0.14]]
+    lms = [[list(m)] + [[b[0] + b[2] / 2, b[1] + b[3] / 2]] * 20 for m, b in zip(MARKERS, boxes)]
+    spec = ImageSpec(uuid="marker-0000", cls="call", group="train", user_id="u1", labels=["call", "call"],
+                     bboxes=boxes, landmarks=lms, size=(W, H))
+    write_v2(root, [spec])
+    yy, xx = np.mgrid[0:H, 0:W] + 0.5  # pixel centres
+    img = np.zeros((H, W), np.uint8)
+    for mx, my in MARKERS:
+        img[(xx - mx * W) ** 2 + (yy - my * H) ** 2 <= 12 ** 2] = 255
+    Image.fromarray(img).convert("RGB").save(image_path(root, spec), quality=95)
+    return root
+
+
+@pytest.mark.parametrize("draft", [True, False])
+def test_landmarks_land_on_the_crop_pixels_they_mark(tmp_path, monkeypatch, draft):
+    root = _marker_dataset(tmp_path / "v2")
+    scales = []
+    real_open = crop_mod.open_rgb
+
+    def open_and_record(path, draft_to=None):
+        img = real_open(path, draft_to=draft_to if draft else None)
+        scales.append(img.info["scale"])
+        return img
+
+    monkeypatch.setattr(crop_mod, "open_rgb", open_and_record)
+    size = 64
+    _crop(root, tmp_path / "out", class_set=make_class_set(["call"]), size=size)
+    assert scales == ([0.25] if draft else [1.0])  # 1/4 draft: the 432 px square still has >= 64 px
+    entries = read_manifest(tmp_path / "out" / "manifest.jsonl")
+    assert len(entries) == 2 and entries[1]["crop_box"][0] < 0  # the second square is padded
+    for e in entries:
+        lm0 = np.array(e["landmarks"][0])
+        want = (lm0 * e["image_size"] - e["crop_box"][:2]) / e["crop_box"][2] * size  # architecture.md
+        crop = np.asarray(Image.open(tmp_path / "out" / e["crop"]).convert("L"), np.float64)
+        w = np.where(crop > crop.max() / 2, crop, 0.0)
+        yy, xx = np.mgrid[0:size, 0:size] + 0.5
+        got = np.array([(w * xx).sum(), (w * yy).sum()]) / w.sum()
+        assert np.abs(got - want).max() < 0.4, (e["key"], got, want)  # a half-pixel slip would show
 
 
 # --------------------------------------------------------------------------- outputs
@@ -166,6 +242,68 @@ def test_resume_after_interruption(tmp_path, root, monkeypatch):
     monkeypatch.setattr(crop_mod, "open_rgb", lambda *a, **k: pytest.fail("decoded an image"))
     again = _crop(root, out, size=32)
     assert again.n_written == 0 and again.n_reused == s.n_crops
+
+
+def test_crop_writes_the_manifest_as_a_stream(tmp_path, root, specs, monkeypatch):
+    real, seen = crop_mod.write_manifest, []
+
+    def write(path, entries):
+        seen.append(type(entries))
+        assert not isinstance(entries, (list, tuple)), "the whole manifest was built in memory"
+        return real(path, entries)
+
+    monkeypatch.setattr(crop_mod, "write_manifest", write)
+    s = _crop(root, tmp_path / "o", size=24)
+    assert seen and len(read_manifest(tmp_path / "o" / "manifest.jsonl")) == s.n_crops
+
+
+def test_cropping_some_splits_keeps_the_other_splits_in_the_manifest(tmp_path, root, specs):
+    out = tmp_path / "o"
+    full = _crop(root, out, size=24)
+    before = (out / "manifest.jsonl").read_bytes().splitlines()
+    by_split = Counter(json.loads(x)["split"] for x in before)
+    assert set(by_split) == {"train", "val", "test"}
+
+    # redo val only (the CLI, as a user would), with a narrower class set (no no_gesture)
+    assert main(["crop", "--data-dir", str(root), "--out", str(out), "--classes", ",".join(CLASSES3),
+                 "--splits", "val", "--size", "24", "--workers", "1", "--no-progress"]) == 0
+    after = (out / "manifest.jsonl").read_bytes().splitlines()
+    kept = [x for x in before if json.loads(x)["split"] != "val"]
+    assert after[:len(kept)] == kept  # train and test lines unchanged
+    val = [json.loads(x) for x in after[len(kept):]]
+    assert {e["split"] for e in val} == {"val"} and NO_GESTURE not in {e["label"] for e in val}
+    assert len(val) == count_hands([x for x in specs if x.group == "val"], CLASSES3)
+    info = load_crop_info(out)
+    assert info.splits == ["val"] and info.class_names == [*CLASSES3, NO_GESTURE]  # kept labels still listed
+    per = Counter((json.loads(x)["split"], json.loads(x)["label"]) for x in after)
+    assert info.counts == {sp: {c: per[sp, c] for c in info.class_names} for sp in ("train", "test", "val")}
+    table = HandTable.from_manifest(out)
+    assert set(table.split) == {"train", "val", "test"} and len(table) == len(after)
+    assert sum(info.counts["train"].values()) == sum(full.counts()["train"].values())
+
+    # a run over every split replaces the manifest
+    again = _crop(root, out, size=24)
+    assert sorted((out / "manifest.jsonl").read_bytes().splitlines()) == sorted(before)
+    assert again.n_reused == full.n_crops and not again.kept
+
+    # kept lines from crops made with other settings would be wrong: with --overwrite they are dropped
+    s = _crop(root, out, size=32, splits=["val"], overwrite=True)
+    assert {e["split"] for e in read_manifest(out / "manifest.jsonl")} == {"val"}
+    assert any("were dropped" in w for w in s.warnings)
+
+
+def test_resume_from_another_dataset_is_refused(tmp_path, root, specs):
+    out = tmp_path / "o"
+    _crop(root, out, size=24)
+    other = shutil.copytree(root, tmp_path / "other")  # same uuids, same settings, another dataset
+    with pytest.raises(DataError, match="made from another dataset") as e:
+        _crop(other, out, size=24)
+    assert str(other.resolve()) in str(e.value) and str(root.resolve()) in str(e.value)
+    assert "--overwrite" in str(e.value) and "--out" in str(e.value)
+    with pytest.raises(DataError, match="another dataset .* and with other settings .*size: 24 != 32"):
+        _crop(other, out, size=32)
+    s = _crop(other, out, size=24, overwrite=True)
+    assert s.n_written == s.n_crops and load_crop_info(out).source == str(other.resolve())
 
 
 def test_overwrite_redoes_crops(tmp_path, root):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from data_loaders.classes import GESTURES_18, GESTURES_33, NO_GESTURE, make_clas
 from data_loaders.dataset_summary import draw_samples, format_table, split_totals, summarize, write_summary_json
 from data_loaders.errors import DataError
 from data_loaders.hagrid import detect_format, load_hagrid
-from data_loaders.splits import find_subject_leaks, split_by_subject
+from data_loaders.splits import find_subject_leaks, split_by_subject, subject_split
 
 CLASSES3 = ("call", "fist", "palm")
 
@@ -125,10 +126,44 @@ def test_v1_train_val_split_by_subject(tmp_path):
     splits = {r.split for r in ann.records}
     assert splits == {"train", "val"}
     assert find_subject_leaks((r.user_id, r.split) for r in ann.records) == {}
-    n_val = sum(r.split == "val" for r in ann.records)
-    assert 0.1 < n_val / len(ann.records) < 0.35
     again = load_hagrid(root, make_class_set(CLASSES3), val_fraction=0.2, seed=1)
     assert [r.split for r in again.records] == [r.split for r in ann.records]  # seeded
+    other = load_hagrid(root, make_class_set(CLASSES3), val_fraction=0.2, seed=2)
+    assert [r.split for r in other.records] != [r.split for r in ann.records]
+
+
+def test_v1_subject_splits_do_not_depend_on_what_else_is_loaded(tmp_path):
+    # the same person must land in the same split whichever classes (or no_gesture) are loaded,
+    # or a model trained with one class set is evaluated on its own training subjects with another
+    specs = make_specs(("call", "fist", "palm", "like"), 8, groups=("train_val",), n_users=24, no_gesture_every=2)
+    root = write_v1(tmp_path / "v1", specs)
+    loads = [make_class_set(["call", "fist", "palm", "like"]),
+             make_class_set(["call", "fist", "palm", "like"], include_no_gesture=True),
+             make_class_set(["fist"]), make_class_set(["palm", "like"], include_no_gesture=True)]
+    seen: dict[str, set[str]] = {}
+    for cs in loads:
+        for r in load_hagrid(root, cs, val_fraction=0.3, seed=5).records:
+            seen.setdefault(r.user_id, set()).add(r.split)
+    assert len(seen) == 24
+    assert {u: s for u, s in seen.items() if len(s) > 1} == {}
+    assert set().union(*seen.values()) == {"train", "val"}
+
+
+def test_split_by_subject_is_a_function_of_user_and_seed():
+    fr = {"train": 0.8, "val": 0.1, "test": 0.1}
+    users = [f"user-{i}" for i in range(4000)]
+    out, _ = split_by_subject(users, fr, seed=7)
+    share = Counter(out)
+    for name, f in fr.items():  # shares hold in expectation over users
+        assert abs(share[name] / len(users) - f) < 0.03
+    mine = dict(zip(users, out))
+    # another population (a subset, with repeats, in another order, with strangers) changes no one's split
+    other = users[::-7] * 3 + [f"stranger-{i}" for i in range(100)]
+    out2, _ = split_by_subject(other, fr, seed=7)
+    assert all(mine[u] == s for u, s in zip(other, out2) if u in mine)
+    assert [subject_split(u, fr, seed=7) for u in users[:50]] == out[:50]
+    out3, _ = split_by_subject(users, fr, seed=8)
+    assert out3 != out
 
 
 def test_v1_missing_user_ids_form_one_group(tmp_path, caplog):
@@ -175,7 +210,7 @@ def test_planted_leak_is_found(tmp_path, v2_specs):
 def test_summary_schema_and_counts(tmp_path, v2_root, v2_specs):
     ann = load_hagrid(v2_root, make_class_set(CLASSES3, include_no_gesture=True))
     s = summarize(ann)
-    assert set(s) == {"dataset", "format", "class_names", "splits", "skipped", "subject_leaks"}
+    assert set(s) == {"dataset", "format", "class_names", "splits", "skipped", "subject_leaks", "split_totals"}
     assert s["format"] == "v2" and s["class_names"] == [*CLASSES3, NO_GESTURE]
     for split, per_class in s["splits"].items():
         assert set(per_class) == set(s["class_names"])
@@ -191,6 +226,7 @@ def test_summary_schema_and_counts(tmp_path, v2_root, v2_specs):
     write_summary_json(s, path)
     assert json.loads(path.read_text()) == s
     totals = split_totals(ann)
+    assert s["split_totals"] == totals
     assert totals["val"]["images"] == sum(x.group == "val" for x in v2_specs)
     table = format_table(s, totals)
     assert "no_gesture" in table and "subject leaks: none" in table

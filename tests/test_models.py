@@ -98,12 +98,17 @@ def test_registry_lists_and_specs():
 
 
 def test_recipe_augment_fits_augment_config():
-    try:
-        from data_loaders.batches import AugmentConfig
-    except ImportError:  # the batches module is not there yet
-        pytest.skip("data_loaders.batches.AugmentConfig not available")
+    from data_loaders.batches import AugmentConfig
+
     for name in M.list_models():
-        AugmentConfig(**M.model_spec(name).recipe["augment"])
+        augment = M.model_spec(name).recipe["augment"]
+        cfg = AugmentConfig.from_recipe(augment)  # what engine.train does with the recipe
+        if augment is None:
+            assert cfg is None, name
+            continue
+        assert isinstance(cfg, AugmentConfig), name
+        for k, v in augment.items():  # recipes are written in AugmentConfig's own terms
+            assert getattr(cfg, k) == (tuple(v) if isinstance(v, list) else v), (name, k)
 
 
 def test_unknown_name_and_hparams():
@@ -308,6 +313,10 @@ def test_fusion_freezing_and_modality_dropout():
     assert frozen == {"image_branch.fc.weight", "image_branch.fc.bias", "graph_branch.fc.weight", "graph_branch.fc.bias"}
 
 
+class _NotPlainData:
+    """Pickled as a class reference: refused by torch.load(weights_only=True)."""
+
+
 def test_fusion_from_unimodal_and_checkpoints(tmp_path):
     torch.manual_seed(1)
     res = big("resnet34")
@@ -327,6 +336,20 @@ def test_fusion_from_unimodal_and_checkpoints(tmp_path):
     bad = {"model_name": "gcn", "hparams": {**gcn.hparams, "readout": "mean"}, "state_dict": gcn.state_dict()}
     with pytest.raises(ValueError, match="readout"):
         other.init_from_checkpoints(res.state_dict(), bad)
+    # a saved checkpoint may hold lists where the model has tuples (extra_edges=()): the same value;
+    # a DDP "module." prefix is stripped; a file is read with weights_only=True
+    ddp = {"model_name": "gcn", "hparams": {**gcn.hparams, "extra_edges": []},
+           "state_dict": {f"module.{k}": v for k, v in gcn.state_dict().items()}}
+    torch.save(ddp, path)
+    other.init_from_checkpoints(res.state_dict(), path)
+    torch.testing.assert_close(other.graph_branch.fc.weight, gcn.fc.weight)
+    with pytest.raises(ValueError, match="extra_edges"):
+        other.init_from_checkpoints(res.state_dict(), {**ddp, "hparams": {**gcn.hparams, "extra_edges": ["x"]}})
+    torch.save({"model_name": "gcn", "state_dict": gcn.state_dict(), "extra": _NotPlainData()}, path)
+    with pytest.raises(ValueError, match="weights_only"):
+        other.init_from_checkpoints(res.state_dict(), path)
+    with pytest.raises(ValueError, match="does not fit the fusion's resnet34 branch"):
+        other.init_from_checkpoints(gcn.state_dict(), gcn.state_dict())
     with pytest.raises(ValueError, match="classes"):
         M.FusionModel.from_unimodal(res, M.create_model("gcn", 5), C)
     # only one trained branch: the other comes from the hparams
@@ -440,3 +463,12 @@ def test_weights_from_local_path(fake_weights, tmp_path):
     assert "0 unexpected" in str(e.value)
     with pytest.raises(M.PretrainedWeightsError, match="neither 'imagenet' nor an existing file"):
         M.create_model("resnet34", C, weights=str(tmp_path / "absent.pth"))
+    # a weights file is read with weights_only=True: pickled objects are refused, never run
+    pickled = tmp_path / "pickled.pth"
+    torch.save({**state, "extra": _NotPlainData()}, pickled)
+    with pytest.raises(M.PretrainedWeightsError, match="could not read weights file"):
+        M.create_model("resnet34", C, weights=pickled)
+    # the command line prints these messages alone (one `error:` line, no traceback)
+    from data_loaders.errors import UserFacingError
+
+    assert issubclass(M.PretrainedWeightsError, UserFacingError)

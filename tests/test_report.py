@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 
 import numpy as np
@@ -155,6 +156,38 @@ def test_build_report_without_artefacts_does_not_crash(tmp_path):
     assert "not available" in html and "data_summary.json" in html
     assert "SYNTHETIC" not in html
     assert "not available" in md_path.read_text()
+
+
+def test_build_report_unreadable_or_empty_artefacts(graphs, tmp_path):
+    import shutil
+
+    g = tmp_path / "graphs"
+    shutil.copytree(graphs, g)
+    (g / "orientation_pairs.csv").write_bytes(b"\xff\xfe\x00not utf-8")
+    (g / "pairwise.csv").write_bytes(b"\xff\xfe\x00not utf-8")
+    (g / "results.csv").write_text((g / "results.csv").read_text().splitlines()[0] + "\n")  # header only
+    (g / "data_summary.json").write_text("[1, 2]")
+    md = build_report(g, tmp_path / "reports")[1].read_text()
+    assert "Orientation-pair table: not available (orientation_pairs.csv could not be read" in md
+    assert "No orientation pair is in the class set" not in md  # unreadable is not "none"
+    assert "Pairwise tests: not available (pairwise.csv could not be read" in md
+    assert "No pairs to test" not in md
+    assert "Results table: not available (results.csv is empty)" in md
+    assert "Data summary: not available (data_summary.json could not be read" in md
+    used = next(line for line in md.splitlines() if line.startswith("Used: "))
+    missing = next(line for line in md.splitlines() if line.startswith("Not available: "))
+    for name in ("results.csv", "pairwise.csv", "orientation_pairs.csv", "data_summary.json"):
+        assert name not in used and name in missing, name
+    assert "per_class.csv" in used and "confused_pairs.csv" in used
+
+
+def test_one_model_order_and_number_parser():
+    from engine import evaluate, plots, report, results_table
+
+    assert evaluate.MODEL_ORDER is report.MODEL_ORDER is results_table.MODEL_ORDER
+    assert results_table.order_models(["zeta", "fusion", "alpha", "mlp", "mlp"]) == ["mlp", "fusion", "alpha", "zeta"]
+    assert plots.to_float is report.to_float is results_table.to_float
+    assert results_table.to_float("0.5") == 0.5 and math.isnan(results_table.to_float(""))
 
 
 def test_plot_history_accepts_rows_with_gaps(tmp_path):
