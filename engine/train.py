@@ -414,6 +414,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from data_loaders.hagrid import class_set_from_args
+
+    class_set_from_args(args)  # a misspelt class name is an error before anything loads
     cfg = TrainConfig(
         model=args.model, crops_dir=args.crops_dir, data_dir=args.data_dir, out_dir=args.out_dir,
         graphs_dir=args.graphs_dir, run_name=args.run_name, classes=args.classes,

@@ -95,7 +95,8 @@ class SmallCNN(nn.Module):
         return self.fc(self.dropout(self.embed(batch)))
 
 
-@register_model(
+# The class itself is the factory: its keyword arguments (with defaults) are the hyperparameters.
+build_cnn = register_model(
     "cnn",
     inputs=("image",),
     image_size=IMAGE_SIZE,
@@ -103,11 +104,4 @@ class SmallCNN(nn.Module):
         "lr": 3e-3, "batch_size": 128, "epochs": 30, "weight_decay": 1e-4,
         "optimizer": "adam", "scheduler": "onecycle", "patience": 0, "augment": dict(IMAGE_AUGMENT),
     },
-)
-def build_cnn(
-    num_classes: int,
-    channels: Sequence[int] = (16, 32, 64, 128),
-    separable: Sequence[bool] = (False, False, True, True),
-    dropout: float = 0.2,
-) -> SmallCNN:
-    return SmallCNN(num_classes, channels=channels, separable=separable, dropout=dropout)
+)(SmallCNN)

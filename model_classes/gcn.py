@@ -143,31 +143,12 @@ class HandGCN(nn.Module):
         return self.fc(self.dropout(self.embed(batch)))
 
 
-@register_model(
+# The class itself is the factory: its keyword arguments (with defaults) are the hyperparameters.
+build_gcn = register_model(
     "gcn",
     inputs=("landmarks",),
     recipe={
         "lr": 1e-3, "batch_size": 128, "epochs": 8, "weight_decay": 0.0,
         "optimizer": "adam", "scheduler": "none", "patience": 5, "augment": dict(LANDMARK_AUGMENT),
     },
-)
-def build_gcn(
-    num_classes: int,
-    hidden: int = 64,
-    num_layers: int = 3,
-    node_features: str = "xy",
-    node_embedding: bool = True,
-    readout: str = "weighted",
-    extra_edges: Sequence[str] = (),
-    dropout: float = 0.1,
-) -> HandGCN:
-    return HandGCN(
-        num_classes,
-        hidden=hidden,
-        num_layers=num_layers,
-        node_features=node_features,
-        node_embedding=node_embedding,
-        readout=readout,
-        extra_edges=extra_edges,
-        dropout=dropout,
-    )
+)(HandGCN)

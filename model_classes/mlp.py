@@ -42,13 +42,12 @@ class LandmarkMLP(nn.Module):
         return self.fc(self.features(x))
 
 
-@register_model(
+# The class itself is the factory: its keyword arguments (with defaults) are the hyperparameters.
+build_mlp = register_model(
     "mlp",
     inputs=("landmarks",),
     recipe={
         "lr": 1e-3, "batch_size": 128, "epochs": 8, "weight_decay": 0.0,
         "optimizer": "adam", "scheduler": "none", "patience": 5, "augment": dict(LANDMARK_AUGMENT),
     },
-)
-def build_mlp(num_classes: int, hidden: Sequence[int] = (64, 32), dropout: float = 0.1) -> LandmarkMLP:
-    return LandmarkMLP(num_classes, hidden=hidden, dropout=dropout)
+)(LandmarkMLP)
