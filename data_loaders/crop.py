@@ -9,9 +9,19 @@ crop at least ``size`` pixels per side.
 
 Resumable: a crop file that exists is kept (only its image header is read to
 fill the manifest line); every file is written atomically, so an existing file
-is always complete. Nothing bad in the data raises inside a worker: a missing,
-corrupt or truncated image, or a box that leaves no pixels, becomes a counted
-skip naming the file, listed in ``skipped.csv`` and in the summary.
+is always complete. A crops folder is only resumed from the same dataset
+(``source``) with the same pixel settings. A run over some splits (``--splits
+val``) keeps the manifest lines of the other splits and replaces those of its
+own; the manifest is written as a stream, never held whole in memory.
+
+Workers never raise and never grow without bound: a missing, corrupt or
+truncated image (any exception PIL raises for it), a box with no pixel in the
+image, or a box reaching implausibly far past it (which would otherwise mean a
+padded square of GBs) becomes a counted skip naming the file and uuid, listed in
+``skipped.csv`` and in the summary; any other exception in a worker (e.g. a full
+disk) is a ``crop_error`` skip of the hands concerned. :func:`cut_square` copies
+only the part of the square inside the image, so a worker's memory is bounded by
+the decoded image and the output, whatever the box.
 """
 from __future__ import annotations
 
@@ -434,6 +444,8 @@ def crop_dataset(
         warnings.append(f"manifest lines kept from earlier runs hold class(es) {', '.join(extra)} outside this "
                         f"run's class set; {CROP_INFO_NAME} lists them after it")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if previous is not None:
+        info.counts = previous.counts  # the old manifest stays in place until this run replaces it
     write_crop_info(out_dir, info)  # first, so an interrupted run is checked on resume
 
     by_image: dict[Path, list[int]] = defaultdict(list)
@@ -516,7 +528,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"square side = max(box w, h) x this (default: {DEFAULT_BOX_SCALE}; HaGRID uses 1-2)")
     parser.add_argument("--workers", type=_positive(int), default=None,
                         help="decoding processes (default: min(CPUs, 8))")
-    parser.add_argument("--splits", nargs="+", default=None, help="only these splits (e.g. val test)")
+    parser.add_argument("--splits", nargs="+", default=None,
+                        help="only these splits (e.g. val test); the manifest keeps the other splits' lines")
     parser.add_argument("--overwrite", action="store_true", help="redo crops that already exist")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -79,7 +79,8 @@ def write_summary_json(summary: dict, path: str | Path) -> None:
 
         {"dataset": str, "format": "v1"|"v2", "class_names": [...],
          "splits": {"<split>": {"<class>": {"images": n, "hands": n, "hands_with_landmarks": n, "users": n}}},
-         "skipped": {"<reason>": n}, "subject_leaks": {"<user_id>": ["train", "val"]}}
+         "skipped": {"<reason>": n}, "subject_leaks": {"<user_id>": ["train", "val"]},
+         "split_totals": {"<split>": {"images": n, "users": n}}}
     """
     atomic_write_bytes(path, orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
 

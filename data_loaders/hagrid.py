@@ -451,8 +451,9 @@ def load_hagrid(
     """Load every hand of a HaGRID root (format detected) for ``class_set``.
 
     Official split folders are used where they exist. v1 ``ann_train_val`` is
-    split into train/val by ``user_id`` (``val_fraction``, seeded); a v1
-    ``ann_subsample`` alone is split into train/val/test the same way.
+    split into train/val by ``user_id`` (``val_fraction``; each user's split is
+    a seeded hash of the user_id alone, so it does not change with the classes
+    loaded); a v1 ``ann_subsample`` alone is split into train/val/test the same way.
     ``v1_annotations`` picks ``"full"`` (train_val + test), ``"subsample"`` or
     ``"auto"`` (full when present). ``splits`` keeps only those splits (an
     unknown name raises :class:`DataError`).

@@ -8,6 +8,7 @@ records (landmark models can train without cropping). Arrays, not objects, so
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -84,7 +85,8 @@ class HandTable:
         has = np.zeros(cap, bool)
         sizes = np.empty((cap, 2), np.float32)
         boxes = np.empty((cap, 4), np.float32)
-        shared: dict[str, str] = {}  # one string object per split / user / folder, not one per row
+        shared: dict[str, str] = {}  # one string object per split / user, not one per row
+        root = str(crops_dir)
         dropped: Counter = Counter()
         n = 0
         for lineno, e in iter_manifest(path, line_numbers=True):
@@ -108,7 +110,7 @@ class HandTable:
             split[n] = shared.setdefault(e["split"], e["split"])
             u = e.get("user_id")
             user_id[n] = None if u is None else shared.setdefault(u, u)
-            crop_paths[n] = str(crops_dir / e["crop"])
+            crop_paths[n] = os.path.join(root, e["crop"])
             n += 1
         if n == 0 and dropped:
             raise DataError(path, f"no rows of the requested classes ({', '.join(names)}); "
@@ -119,7 +121,15 @@ class HandTable:
         if dropped:
             log.info("%s: dropped %d rows of labels outside the class set: %s", path, sum(dropped.values()),
                      ", ".join(f"{c} {m}" for c, m in sorted(dropped.items())))
-        trim = (lambda a: a[:n].copy()) if n < cap else (lambda a: a)  # noqa: E731  (copy frees the slack)
+
+        def trim(a: np.ndarray) -> np.ndarray:  # drop the unused tail without a second full-size copy
+            if n == cap:
+                return a
+            if a.dtype == object:
+                return a[:n].copy()  # pointers only
+            a.resize((n, *a.shape[1:]), refcheck=False)  # in place: nothing else refers to it yet
+            return a
+
         return cls(
             class_names=names, keys=trim(keys), split=trim(split), labels=trim(labels), landmarks=trim(lms),
             has_landmarks=trim(has), image_size=trim(sizes), bbox=trim(boxes), user_id=trim(user_id),

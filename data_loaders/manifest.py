@@ -93,7 +93,7 @@ def _is_landmarks(v: object) -> bool:
     """``v`` is ``NUM_LANDMARKS`` ``[x, y]`` pairs of numbers (checked with C-level loops: ~1.3M lines)."""
     if type(v) is not list or len(v) != NUM_LANDMARKS:
         return False
-    if not all(type(p) is list for p in v) or set(map(len, v)) != {2}:
+    if set(map(type, v)) != {list} or set(map(len, v)) != {2}:
         return False
     return set(map(type, chain.from_iterable(v))) <= {float, int}
 

@@ -88,7 +88,10 @@ def test_open_rgb_turns_every_pil_failure_into_a_data_error(root, specs, monkeyp
     def fail(*a, **k):
         raise exc
 
-    monkeypatch.setattr(Image, "open", fail) if stage == "open" else monkeypatch.setattr(ImageFile.ImageFile, "load", fail)
+    if stage == "open":
+        monkeypatch.setattr(Image, "open", fail)
+    else:
+        monkeypatch.setattr(ImageFile.ImageFile, "load", fail)
     with pytest.raises(DataError, match="corrupt or truncated image") as e:
         open_rgb(p, draft_to=(10, 10))
     assert e.value.path == str(p) and type(exc).__name__ in e.value.problem

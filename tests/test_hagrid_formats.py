@@ -179,6 +179,16 @@ def test_v1_missing_user_ids_form_one_group(tmp_path, caplog):
     assert any("no user_id" in m for m in caplog.messages)
 
 
+def test_v1_too_few_users_for_a_split_is_a_warning(tmp_path):
+    specs = make_specs(CLASSES3, 1, groups=("train_val",), n_users=3)
+    root = write_v1(tmp_path / "v1", specs)
+    fr = {"train": 0.9, "val": 0.1}
+    seed = next(k for k in range(100) if all(subject_split(s.user_id, fr, k) == "train" for s in specs))
+    ann = load_hagrid(root, make_class_set(CLASSES3), val_fraction=0.1, seed=seed)
+    assert {r.split for r in ann.records} == {"train"}
+    assert any("val got no hands" in w and "3 user_ids" in w for w in ann.warnings)
+
+
 def test_v1_subsample_gets_three_disjoint_splits(tmp_path):
     specs = make_specs(CLASSES3, 20, groups=("subsample",), n_users=40)
     ann = load_hagrid(write_v1(tmp_path / "v1", specs), make_class_set(CLASSES3))

@@ -118,9 +118,10 @@ def test_from_manifest_drops_labels_outside_the_requested_classes(tmp_path, capl
 
     with pytest.raises(DataError, match="none of the requested classes"):
         HandTable.from_manifest(out, ("like", "peace"))
-    only_call = _crops_dir(tmp_path, [e for e in entries if e["label"] == "call"], name="only_call")  # crop_info lists fist...
+    # crop_info lists fist, but no fist hand was cropped
+    only_call = _crops_dir(tmp_path, [e for e in entries if e["label"] == "call"], name="only_call")
     with pytest.raises(DataError, match="no rows of the requested classes"):
-        HandTable.from_manifest(only_call, ("fist",))  # ...but no fist was cropped
+        HandTable.from_manifest(only_call, ("fist",))
 
 
 # --------------------------------------------------------------------------- from_records
