@@ -199,7 +199,7 @@ def test_v1_full_per_class_archives(tmp_path, server):
     assert {p.name for p in (out / "test").iterdir()} == {"call", "fist"}
     assert not list((out / "archives").glob("*.zip"))  # --remove-archives
     ann = load_hagrid(out, make_class_set("call,fist"))
-    assert ann.format == "v1" and {"val", "test"} <= set(ann.splits)
+    assert ann.format == "v1" and {"train", "test"} <= set(ann.splits)  # 3 users: val may get none (hash split)
     assert len(ann.records) == count_hands(specs, ["call", "fist"])
     assert all(r.image_path.is_file() for r in ann.records)
     n_requests = len(server.log)
