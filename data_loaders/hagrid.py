@@ -100,15 +100,6 @@ class SkipLog:
             hands = [hand] if n == 1 or hand is not None else range(n)
             self.entries.extend(SkipEntry(str(path), uuid, h, reason, detail) for h in hands)
 
-    def merge(self, other: "SkipLog") -> None:
-        for reason, n in other.counts.items():
-            self.counts[reason] += n
-            room = MAX_EXAMPLES - len(self.examples[reason])
-            self.examples[reason].extend(other.examples.get(reason, [])[: max(room, 0)])
-        if self.entries is not None and other.entries is not None:
-            self.entries.extend(other.entries)
-
-    @property
     def total(self) -> int:
         return sum(self.counts.values())
 

@@ -12,7 +12,7 @@ counted twice. Extra edges are configuration (:data:`EXTRA_EDGE_SETS`).
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import torch
 
@@ -84,8 +84,3 @@ def batched_edge_index(ei: torch.Tensor, batch_size: int, num_nodes: int = NUM_N
     """
     offsets = torch.arange(batch_size, device=ei.device).repeat_interleave(ei.shape[1]) * num_nodes
     return ei.repeat(1, batch_size) + offsets
-
-
-def bone_pairs(extra: Sequence[str] = ()) -> torch.Tensor:
-    """``(E, 2)`` undirected pairs, for drawing skeletons."""
-    return torch.tensor(undirected_edges(extra), dtype=torch.long)

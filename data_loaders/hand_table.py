@@ -222,6 +222,3 @@ class HandTable:
             m = self.has_landmarks
             out[m] = normalize_landmarks(self.landmarks[m], method, image_size=self.image_size[m], bbox=self.bbox[m])
         return out
-
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(self.labels, minlength=len(self.class_names))
