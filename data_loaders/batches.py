@@ -14,22 +14,20 @@ device, so a flip of the image and of its landmarks is one decision.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .errors import DataError
-from .hand_table import HandTable
-from .image_io import IMAGE_NOT_FOUND, open_rgb
-from .landmarks import MAX_SAFE_ROTATION_DEG, transform_landmarks
+from common.errors import DataError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .classes import ClassSet, make_class_set
+from .hand_table import HandTable
+from .images import IMAGE_NOT_FOUND, open_rgb
+from .manifest import MANIFEST_NAME
 
 
 # --------------------------------------------------------------------------- #
@@ -210,132 +208,71 @@ def crop_loader(
 
 
 # --------------------------------------------------------------------------- #
-# on-device augmentation and normalisation
+# from a dataset folder to batches: shared by training, evaluation and the demo
 # --------------------------------------------------------------------------- #
-@dataclass
-class AugmentConfig:
-    """Orientation-safe augmentation: horizontal flips, small rotations, scale, colour."""
+def load_hand_table(
+    crops_dir: str | Path,
+    data_dir: str | Path | None = None,
+    *,
+    classes: str = "hagrid18",
+    include_no_gesture: bool = False,
+    need_images: bool = True,
+    class_names: Sequence[str] | None = None,
+) -> HandTable:
+    """The hands of a run: the crop manifest when there is one, else the annotations.
 
-    flip_p: float = 0.5
-    rotation_deg: float = 15.0
-    scale_range: tuple[float, float] = (0.9, 1.1)
-    translate: float = 0.05  # image only, fraction of the side
-    brightness: float = 0.25
-    contrast: float = 0.25
-    saturation: float = 0.25
-    landmark_jitter: float = 0.01
-
-    @classmethod
-    def from_recipe(cls, recipe: dict | None) -> "AugmentConfig | None":
-        """Read a model recipe's ``augment`` dict (``hflip``, ``max_rotation_deg``, ``scale``,
-        ``color_jitter`` = (brightness, contrast, saturation, hue), ``landmark_jitter``); None = off."""
-        if recipe is None:
-            return None
-        fields_ = set(cls.__dataclass_fields__)
-        if set(recipe) <= fields_:  # already in this class's own terms
-            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items()})
-        known = {"hflip", "max_rotation_deg", "scale", "color_jitter", "translate", "landmark_jitter"}
-        unknown = set(recipe) - known
-        if unknown:
-            raise ValueError(f"unknown augmentation settings {sorted(unknown)}; known: {sorted(known | fields_)}")
-        out = cls()
-        if "hflip" in recipe:
-            out.flip_p = float(recipe["hflip"])
-        if "max_rotation_deg" in recipe:
-            out.rotation_deg = float(recipe["max_rotation_deg"])
-        if "scale" in recipe:
-            lo, hi = recipe["scale"]
-            out.scale_range = (float(lo), float(hi))
-        if "color_jitter" in recipe:
-            b, c, s, *_ = recipe["color_jitter"]
-            out.brightness, out.contrast, out.saturation = float(b), float(c), float(s)
-        if "translate" in recipe:
-            out.translate = float(recipe["translate"])
-        if "landmark_jitter" in recipe:
-            out.landmark_jitter = float(recipe["landmark_jitter"])
-        out.__post_init__()
-        return out
-
-    def __post_init__(self) -> None:
-        if self.rotation_deg > MAX_SAFE_ROTATION_DEG:
-            raise ValueError(f"rotation {self.rotation_deg} deg exceeds {MAX_SAFE_ROTATION_DEG}: "
-                             "it would swap orientation-paired gestures")
-
-
-class BatchTransform:
-    """Augment (training) and normalise a dict batch on its device.
-
-    One flip, rotation and scale per hand applies to both its image and its landmarks.
+    Image models need crops (``hand-gestures crop``); landmark models can read the
+    annotations directly (image sizes come from the JPEG headers).
     """
+    crops_dir = Path(crops_dir)
+    if (crops_dir / MANIFEST_NAME).is_file():
+        return HandTable.from_manifest(crops_dir, class_names)
+    if need_images or data_dir is None:
+        raise DataError(
+            crops_dir / MANIFEST_NAME,
+            "crop manifest not found: run `hand-gestures crop --data-dir <HaGRID root> --out "
+            f"{crops_dir}` first" + ("" if need_images else " (or pass --data-dir for landmark models)"),
+        )
+    from .hagrid import load_hagrid
+    from .images import image_size
 
-    def __init__(self, landmark_norm: str, image_size: int | None, augment: AugmentConfig | None,
-                 seed: int = 0, rank: int = 0) -> None:
-        self.landmark_norm = landmark_norm
-        self.image_size = image_size
-        self.augment = augment
-        self.seed, self.rank = seed, rank
-        self._gen: torch.Generator | None = None
+    class_set = ClassSet(tuple(class_names)) if class_names else make_class_set(classes, include_no_gesture)
+    ann = load_hagrid(data_dir, class_set)
+    return HandTable.from_records(ann.records, class_set, image_size)
 
-    def set_epoch(self, epoch: int, device: torch.device) -> None:
-        """Reseed per epoch (and rank) so a resumed run augments exactly as an uninterrupted one."""
-        self._gen = torch.Generator(device=device).manual_seed(self.seed * 7919 + epoch + 1_000_003 * self.rank)
 
-    def __call__(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
-        batch = dict(batch)
-        aug = self.augment if train else None
-        geom = None
-        if aug is not None:
-            if self._gen is None:
-                self.set_epoch(0, batch["label"].device)
-            geom = self._sample_geometry(batch["label"].shape[0], batch["label"].device, aug)
-            lm = transform_landmarks(batch["landmarks"], method=self.landmark_norm, flip=geom["flip"],
-                                     theta=geom["theta"], scale=geom["scale"], noise=geom["noise"])
-            batch["landmarks"] = torch.where(batch["has_landmarks"][:, None, None], lm, torch.zeros_like(lm))
-        if "image" in batch:
-            batch["image"] = self._image(batch["image"], aug, geom)
-        return batch
+def usable_rows(table: HandTable, inputs: Sequence[str]) -> HandTable:
+    """Landmark-only models cannot score a hand without landmarks; image models take all hands."""
+    if "image" not in inputs:
+        return table.subset(table.has_landmarks)
+    return table
 
-    def _sample_geometry(self, b: int, dev: torch.device, aug: AugmentConfig) -> dict[str, torch.Tensor]:
-        """One flip, rotation and scale per hand, shared by its image and its landmarks."""
-        g = self._gen
 
-        def rand(*shape: int) -> torch.Tensor:
-            return torch.rand(*shape, device=dev, generator=g)
-
-        lo, hi = aug.scale_range
-        return {
-            "flip": rand(b) < aug.flip_p,
-            "theta": (rand(b) * 2 - 1) * math.radians(aug.rotation_deg),
-            "scale": lo + (hi - lo) * rand(b),
-            "shift": (rand(b, 2) * 2 - 1) * aug.translate * 2,  # image only: wrist-centred landmarks ignore it
-            "noise": aug.landmark_jitter * torch.randn(b, 21, 2, device=dev, generator=g),
-        }
-
-    def _image(self, img: torch.Tensor, aug: AugmentConfig | None, geom: dict | None) -> torch.Tensor:
-        x = img.float().div_(255.0) if img.dtype == torch.uint8 else img.float()
-        if self.image_size is not None and x.shape[-1] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              align_corners=False, antialias=True)
-        if aug is not None:
-            b, dev, g = x.shape[0], x.device, self._gen
-            x = torch.where(geom["flip"][:, None, None, None], x.flip(-1), x)  # -1 = width: horizontal
-            # affine_grid maps output to input coordinates, so the content moves by the inverse:
-            # sampling with R(-theta)/s turns the content by +theta and scales it by s, as for the landmarks
-            theta, s, t = geom["theta"], geom["scale"], geom["shift"]
-            cos, sin = torch.cos(theta) / s, torch.sin(theta) / s
-            mat = torch.stack([torch.stack([cos, sin, t[:, 0]], -1), torch.stack([-sin, cos, t[:, 1]], -1)], 1)
-            grid = F.affine_grid(mat, list(x.shape), align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-            def jitter(amount: float) -> torch.Tensor:
-                return 1 + (torch.rand(b, 1, 1, 1, device=dev, generator=g) * 2 - 1) * amount
-
-            x = x * jitter(aug.brightness)
-            mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = (x - mean) * jitter(aug.contrast) + mean
-            gray = x.mean(dim=1, keepdim=True)
-            x = (x - gray) * jitter(aug.saturation) + gray
-            x = x.clamp_(0, 1)
-        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-        return (x - mean) / std
+def make_batches(
+    table: HandTable,
+    *,
+    inputs: Sequence[str],
+    image_size: int | None,
+    landmark_norm: str,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    device: torch.device,
+    rank: int = 0,
+    world: int = 1,
+    num_workers: int = 2,
+    in_memory: str = "auto",
+    progress: bool = False,
+):
+    """Batches of dicts for ``table``: tensors on the device when they fit, else a crop DataLoader."""
+    if len(table) == 0:
+        raise DataError(str(table.meta.get("source", "hand table")), "no hands to batch (empty split?)")
+    needs_image = "image" in inputs
+    if needs_image and (in_memory == "no" or (in_memory == "auto" and not fits_in_memory(len(table), image_size))):
+        return crop_loader(table, image_size, landmark_norm, batch_size, shuffle=shuffle, seed=seed,
+                           rank=rank, world=world, num_workers=num_workers, pin_memory=device.type == "cuda")
+    tensors = fields(table, landmark_norm)
+    if needs_image:
+        tensors["image"] = load_crops(table, image_size, progress=progress)
+    tensors = {k: v.to(device) for k, v in tensors.items()}
+    return TensorBatches(tensors, batch_size, shuffle=shuffle, seed=seed, rank=rank, world=world)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from common.errors import DataError
+
 NO_GESTURE = "no_gesture"
 
 #: The 18 gestures of HaGRID v1, in alphabetical (= HaGRID's folder) order.
@@ -93,3 +95,17 @@ def make_class_set(
     if include_no_gesture:
         names.append(NO_GESTURE)
     return ClassSet(tuple(names))
+
+
+def checked_class_set(spec: str | Sequence[str] = "hagrid18", include_no_gesture: bool = False) -> ClassSet:
+    """:func:`make_class_set` for user input: a misspelt class is an error naming ``--classes``,
+    not an empty class."""
+    try:
+        cs = make_class_set(spec, include_no_gesture=include_no_gesture)
+    except ValueError as e:
+        raise DataError("--classes", str(e)) from None
+    unknown = [n for n in cs.names if n not in KNOWN_LABELS]
+    if unknown:
+        raise DataError("--classes", f"unknown class(es) {', '.join(unknown)}; HaGRID labels are "
+                        f"{', '.join(sorted(KNOWN_LABELS))}; presets: hagrid18, hagrid33")
+    return cs

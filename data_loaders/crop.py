@@ -25,7 +25,6 @@ the decoded image and the output, whatever the box.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import itertools
@@ -42,14 +41,26 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from common.errors import DataError
+from common.files import atomic_write_text, is_temp_file
+
 from .classes import ClassSet, make_class_set
-from .errors import DataError
 from .hagrid import (
-    HagridAnnotations, HandRecord, SkipLog, add_dataset_arguments, box_far_outside, class_set_from_args, load_hagrid,
+    HagridAnnotations,
+    HandRecord,
+    SkipLog,
+    box_far_outside,
+    load_hagrid,
 )
-from .image_io import IMAGE_NOT_FOUND, atomic_save_jpeg, atomic_write_text, image_size, is_temp_file, open_rgb
+from .images import IMAGE_NOT_FOUND, atomic_save_jpeg, image_size, open_rgb
 from .manifest import (
-    CROP_INFO_NAME, MANIFEST_NAME, SKIPPED_NAME, CropInfo, iter_manifest, load_crop_info, write_crop_info,
+    CROP_INFO_NAME,
+    MANIFEST_NAME,
+    SKIPPED_NAME,
+    CropInfo,
+    iter_manifest,
+    load_crop_info,
+    write_crop_info,
     write_manifest,
 )
 
@@ -505,40 +516,3 @@ def crop_dataset(
     write_crop_info(out_dir, info)
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-# --------------------------------------------------------------------------- #
-# command line: `hand-gestures crop`
-# --------------------------------------------------------------------------- #
-def _positive(kind: type):
-    def parse(s: str):
-        v = kind(s)
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
-        return v
-    return parse
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_dataset_arguments(parser)
-    parser.add_argument("--out", type=Path, default=Path("data/crops"), help="crops directory (default: data/crops)")
-    parser.add_argument("--size", type=_positive(int), default=DEFAULT_SIZE,
-                        help=f"crop side in pixels (default: {DEFAULT_SIZE}; the 64x64 CNN input is resized from it)")
-    parser.add_argument("--box-scale", type=_positive(float), default=DEFAULT_BOX_SCALE,
-                        help=f"square side = max(box w, h) x this (default: {DEFAULT_BOX_SCALE}; HaGRID uses 1-2)")
-    parser.add_argument("--workers", type=_positive(int), default=None,
-                        help="decoding processes (default: min(CPUs, 8))")
-    parser.add_argument("--splits", nargs="+", default=None,
-                        help="only these splits (e.g. val test); the manifest keeps the other splits' lines")
-    parser.add_argument("--overwrite", action="store_true", help="redo crops that already exist")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    splits = [s for arg in args.splits for s in arg.split(",") if s] if args.splits else None
-    summary = crop_dataset(args.data_dir, args.out, class_set=class_set_from_args(args), size=args.size,
-                           box_scale=args.box_scale, workers=args.workers, splits=splits,
-                           overwrite=args.overwrite, progress=not args.no_progress)
-    print(summary)
-    print(f"manifest: {summary.out_dir / MANIFEST_NAME}")
-    return 0

@@ -28,7 +28,6 @@ the URL or file, so the CLI prints one line instead of a traceback.
 """
 from __future__ import annotations
 
-import argparse
 import errno
 import http.client
 import json
@@ -49,8 +48,9 @@ from typing import Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
+from common.errors import DataError
+
 from .classes import GESTURES_18, GESTURES_33, KNOWN_LABELS, NO_GESTURE
-from .errors import DataError
 from .hagrid import SPLITS, V1_ANNOTATION_DIRS
 
 DOC = "docs/getting_hagrid.md"
@@ -574,53 +574,3 @@ def download_hagrid(version: str, subset: str, classes: Sequence[str], out: Path
             echo(f"{tag}: archive removed (--remove-archives)")
     echo(f"done: {out} holds the HaGRID {version} layout; next: hand-gestures inspect --data-dir {out}")
     return archives
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--version", choices=VERSIONS, default="v1",
-                        help="v1: HaGRID 2022 (18 gestures, ann_* layout); v2: HaGRIDv2 2024 (33 gestures, "
-                             "hagrid_annotations layout). Default: v1")
-    parser.add_argument("--subset", choices=("subsample", "512", "full", "annotations"), default="subsample",
-                        help="subsample: 100 images per class (v1 only, ~2.5 GB); 512: images resized to 512 px; "
-                             "full: FullHD images, one archive per class (~40 GB each); annotations: JSON only. "
-                             "Default: subsample")
-    parser.add_argument("--classes", default="hagrid18",
-                        help="which gestures: hagrid18 (default), hagrid33, all, or comma-separated names; picks "
-                             "the per-class archives of 'full' and what is unpacked from single archives")
-    parser.add_argument("--out", type=Path, default=Path("data/hagrid"), help="HaGRID root (default: data/hagrid)")
-    parser.add_argument("--archives-dir", type=Path, default=None,
-                        help="where the .zip files are kept (default: <out>/archives)")
-    parser.add_argument("--base-url", default=None,
-                        help="fetch <base-url>/<archive name> instead of the official URLs (a mirror)")
-    parser.add_argument("--dry-run", action="store_true", help="print the URLs and the total size; download nothing")
-    parser.add_argument("--remove-archives", action="store_true",
-                        help="delete each .zip once unpacked (halves the disk needed; a re-run still skips it)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default: 60)")
-    parser.add_argument("--retries", type=int, default=3,
-                        help="retries (resuming) after a dropped connection (default: 3)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--backoff", type=float, default=5.0, help=argparse.SUPPRESS)  # seconds x attempt
-
-
-def run(args: argparse.Namespace) -> int:
-    classes = parse_classes(args.classes, args.version)
-    download_hagrid(args.version, args.subset, classes, args.out, base_url=args.base_url,
-                    archives_dir=args.archives_dir, dry_run=args.dry_run, progress=not args.no_progress,
-                    remove_archives=args.remove_archives, timeout=args.timeout, retries=max(args.retries, 0),
-                    backoff=max(args.backoff, 0.0))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hand-gestures download", description=HELP)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,6 @@ without its malformed landmarks in ``degraded``; hands outside the class set
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import itertools
@@ -29,8 +28,9 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 import orjson
 
+from common.errors import DataError
+
 from .classes import KNOWN_LABELS, NO_GESTURE, ClassSet, make_class_set
-from .errors import DataError
 from .splits import UNKNOWN_GROUP_SPLIT, split_by_subject
 
 log = logging.getLogger(__name__)
@@ -554,29 +554,3 @@ def _assign_subject_splits(records: list[HandRecord], fractions: dict[str, float
         warnings.append(f"split(s) {', '.join(empty)} got no hands: each of the {n_users} user_ids is placed by "
                         f"a seeded hash (seed {seed}), too few users to fill every split")
     return warnings
-
-
-# --------------------------------------------------------------------------- #
-# command-line options shared by every step that reads HaGRID
-# --------------------------------------------------------------------------- #
-def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--data-dir``, ``--classes`` and ``--include-no-gesture``, spelled the same for every step."""
-    parser.add_argument("--data-dir", type=Path, default=Path("data/hagrid"),
-                        help="HaGRID root, v1 or v2 layout (default: data/hagrid)")
-    parser.add_argument("--classes", default="hagrid18",
-                        help="class set: a preset (hagrid18, hagrid33) or comma-separated names (default: hagrid18)")
-    parser.add_argument("--include-no-gesture", action="store_true",
-                        help="add no_gesture as the last class (excluded and counted otherwise)")
-
-
-def class_set_from_args(args: argparse.Namespace) -> ClassSet:
-    """The class set the options name; a misspelt class is an error, not an empty class."""
-    try:
-        cs = make_class_set(args.classes, include_no_gesture=args.include_no_gesture)
-    except ValueError as e:
-        raise DataError("--classes", str(e)) from None
-    unknown = [n for n in cs.names if n not in KNOWN_LABELS]
-    if unknown:
-        raise DataError("--classes", f"unknown class(es) {', '.join(unknown)}; HaGRID labels are "
-                        f"{', '.join(sorted(KNOWN_LABELS))}; presets: hagrid18, hagrid33")
-    return cs

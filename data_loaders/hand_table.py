@@ -16,10 +16,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from common.errors import DataError
+
 from .classes import ClassSet
-from .errors import DataError
 from .hagrid import MAX_EXAMPLES, HandRecord
-from .image_io import IMAGE_NOT_FOUND
+from .images import IMAGE_NOT_FOUND
 from .landmarks import normalize_landmarks
 from .manifest import CROP_INFO_NAME, MANIFEST_NAME, count_manifest_lines, iter_manifest, read_crop_info
 

@@ -15,8 +15,8 @@ from typing import Iterable, Iterator
 
 import orjson
 
-from .errors import DataError
-from .image_io import atomic_open, atomic_write_bytes
+from common.errors import DataError
+from common.files import atomic_open, atomic_write_bytes
 
 MANIFEST_NAME = "manifest.jsonl"
 CROP_INFO_NAME = "crop_info.json"

@@ -14,8 +14,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from data_loaders.errors import CheckpointMismatchError
-from data_loaders.image_io import atomic_open
+from common.errors import CheckpointMismatchError
+from common.files import atomic_open
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model_name", "hparams", "num_classes", "class_names", "preprocessing", "state_dict")

@@ -1,55 +1,368 @@
-"""The ``hand-gestures`` command: one subcommand per pipeline step.
+"""The ``hand-gestures`` command: every option of every step is defined here, once.
 
-Adding a step is one line in :data:`COMMANDS`: its module provides
-``add_arguments(parser)`` and ``run(args) -> int``. Only the module of the
-command being run is imported, so ``hand-gestures --help`` and light steps
-(inspect, crop) do not pay for importing the training stack.
-
-Bad input data (:class:`~data_loaders.errors.DataError`) is reported as one
-line ``error: <message>`` with exit status 2, never a traceback.
+Each step is a :class:`Command`: a function that adds its options to a parser and one that runs
+it. Only the step being run has its options built (and its modules imported), so
+``hand-gestures --help`` and light steps (inspect, crop) do not pay for importing the training
+stack. User errors (bad data, options, checkpoints, missing files, unavailable weights) print
+one line ``error: <message>`` and exit with status 2, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
-import warnings
-from typing import NamedTuple, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
 
-from data_loaders.errors import CheckpointMismatchError, DataError, UsageError, UserFacingError
+from common.errors import CheckpointMismatchError, DataError, UsageError, UserFacingError
+
+EXIT_DATA_ERROR = 2
+#: Errors about the user's input: one line ``error: <message>`` and exit status 2.
+#: Anything else is a bug and keeps its traceback.
+USER_ERRORS = (DataError, CheckpointMismatchError, UsageError, UserFacingError, FileNotFoundError)
 
 
 class Command(NamedTuple):
     name: str
     help: str
-    module: str  # provides add_arguments(parser) and run(args) -> int
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# --------------------------------------------------------------------------- #
+# options shared by every step that reads HaGRID
+# --------------------------------------------------------------------------- #
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir``, ``--classes`` and ``--include-no-gesture``, spelled the same for every step."""
+    parser.add_argument("--data-dir", type=Path, default=Path("data/hagrid"),
+                        help="HaGRID root, v1 or v2 layout (default: data/hagrid)")
+    add_class_arguments(parser)
+
+
+def add_class_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--classes", default="hagrid18",
+                        help="class set: a preset (hagrid18, hagrid33) or comma-separated names (default: hagrid18)")
+    parser.add_argument("--include-no-gesture", action="store_true",
+                        help="add no_gesture as the last class (excluded and counted otherwise)")
+
+
+def class_set_from_args(args: argparse.Namespace):
+    """The class set the options name; a misspelt class is an error, not an empty class."""
+    from data_loaders.classes import checked_class_set
+
+    return checked_class_set(args.classes, args.include_no_gesture)
+
+
+def _positive(kind: type):
+    def parse(s: str):
+        v = kind(s)
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+        return v
+    return parse
+
+
+# --------------------------------------------------------------------------- #
+# inspect
+# --------------------------------------------------------------------------- #
+def _inspect_arguments(p: argparse.ArgumentParser) -> None:
+    from data_loaders.summary import SAMPLES_NAME, SUMMARY_NAME
+
+    add_dataset_arguments(p)
+    p.add_argument("--graphs-dir", type=Path, default=Path("graphs"),
+                   help=f"where {SUMMARY_NAME} and {SAMPLES_NAME} go (default: graphs)")
+    p.add_argument("--samples", type=int, default=12, help="images in the sample grid (0: none; default 12)")
+    p.add_argument("--seed", type=int, default=0, help="which sample images (default 0)")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from data_loaders.hagrid import load_hagrid
+    from data_loaders.summary import (
+        SAMPLES_NAME,
+        SUMMARY_NAME,
+        draw_samples,
+        format_table,
+        split_totals,
+        summarize,
+        write_summary_json,
+    )
+
+    ann = load_hagrid(args.data_dir, class_set_from_args(args))
+    summary = summarize(ann)
+    print(format_table(summary, split_totals(ann)))  # load_hagrid has logged its warnings
+    write_summary_json(summary, args.graphs_dir / SUMMARY_NAME)
+    print(f"wrote {args.graphs_dir / SUMMARY_NAME}")
+    if args.samples > 0 and ann.records:
+        print(f"wrote {draw_samples(ann, args.graphs_dir / SAMPLES_NAME, n=args.samples, seed=args.seed)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- #
+# crop
+# --------------------------------------------------------------------------- #
+def _crop_arguments(p: argparse.ArgumentParser) -> None:
+    from data_loaders.crop import DEFAULT_BOX_SCALE, DEFAULT_SIZE
+
+    add_dataset_arguments(p)
+    p.add_argument("--out", type=Path, default=Path("data/crops"), help="crops directory (default: data/crops)")
+    p.add_argument("--size", type=_positive(int), default=DEFAULT_SIZE,
+                   help=f"crop side in pixels (default: {DEFAULT_SIZE}; the 64x64 CNN input is resized from it)")
+    p.add_argument("--box-scale", type=_positive(float), default=DEFAULT_BOX_SCALE,
+                   help=f"square side = max(box w, h) x this (default: {DEFAULT_BOX_SCALE}; HaGRID uses 1-2)")
+    p.add_argument("--workers", type=_positive(int), default=None, help="decoding processes (default: min(CPUs, 8))")
+    p.add_argument("--splits", nargs="+", default=None,
+                   help="only these splits (e.g. val test); the manifest keeps the other splits' lines")
+    p.add_argument("--overwrite", action="store_true", help="redo crops that already exist")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _crop(args: argparse.Namespace) -> int:
+    from data_loaders.crop import crop_dataset
+    from data_loaders.manifest import MANIFEST_NAME
+
+    splits = [s for arg in args.splits for s in arg.split(",") if s] if args.splits else None
+    summary = crop_dataset(args.data_dir, args.out, class_set=class_set_from_args(args), size=args.size,
+                           box_scale=args.box_scale, workers=args.workers, splits=splits,
+                           overwrite=args.overwrite, progress=not args.no_progress)
+    print(summary)
+    print(f"manifest: {summary.out_dir / MANIFEST_NAME}")
+    return 0
+
+
+# --------------------------------------------------------------------------- #
+# train
+# --------------------------------------------------------------------------- #
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    from model_classes import list_models
+
+    from .recipes import SCHEDULERS
+
+    p.add_argument("--model", required=True, choices=list_models())
+    p.add_argument("--data-dir", help="HaGRID root (landmark models can train from annotations without crops)")
+    p.add_argument("--crops-dir", default="data/crops", help="output of `hand-gestures crop` (default: data/crops)")
+    p.add_argument("--out-dir", default="final_models")
+    p.add_argument("--graphs-dir", default="graphs")
+    p.add_argument("--run-name", help="checkpoint/graph name (default: the model name)")
+    add_class_arguments(p)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--scheduler", choices=SCHEDULERS)
+    p.add_argument("--patience", type=int, help="early stopping: epochs without a better val accuracy (0: off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--landmark-norm", default="wrist", choices=("wrist", "bbox"))
+    p.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="model hyperparameter (JSON value)")
+    p.add_argument("--init-from", action="append", metavar="MODEL=CKPT", help="fusion: resnet34=... gcn=...")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--in-memory", choices=("auto", "yes", "no"), default="auto")
+    p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from <run>.last.pt")
+    p.add_argument("--max-train-batches", type=int)
+    p.add_argument("--no-progress", action="store_true")
+
+
+#: TrainConfig fields whose flag has another name or meaning (negated switches, parsed values).
+_TRAIN_FLAG_FIELDS = {"hparams": "hparam", "init_from": "init_from", "augment": "no_augment",
+                      "num_workers": "workers", "amp": "no_amp", "progress": "no_progress"}
+
+
+def parse_key_values(items: Sequence[str] | None) -> dict:
+    """``["hidden=[128,64]", "dropout=0.1"]`` -> dict, values read as JSON when they parse."""
+    import json
+
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UsageError(f"expected KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def train_config_from_args(args: argparse.Namespace):
+    """A :class:`~engine.train.TrainConfig` from ``train``'s options: every field with a flag of its
+    own name is copied; the few renamed or negated ones are read here."""
+    from .train import TrainConfig
+
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+              if f.name not in _TRAIN_FLAG_FIELDS and hasattr(args, f.name)}
+    return TrainConfig(
+        **values, hparams=parse_key_values(args.hparam), init_from=parse_key_values(args.init_from),
+        augment=not args.no_augment, num_workers=args.workers, amp=not args.no_amp, progress=not args.no_progress)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import fit
+
+    class_set_from_args(args)  # a misspelt class name is an error before anything loads
+    res = fit(train_config_from_args(args))
+    print(f"best val accuracy {res.best_val_acc:.4f}; checkpoint {res.best_checkpoint}")
+    return 0
+
+
+# --------------------------------------------------------------------------- #
+# evaluate, report
+# --------------------------------------------------------------------------- #
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoints", nargs="*", help="checkpoints to compare (default: every *.pt in --models-dir)")
+    p.add_argument("--models-dir", default="final_models")
+    p.add_argument("--crops-dir", default="data/crops")
+    p.add_argument("--data-dir", help="HaGRID root, for landmark-only models when there are no crops")
+    p.add_argument("--split", default="test")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--graphs-dir", default="graphs")
+    p.add_argument("--caption", default="", help="which data the numbers come from (printed above the table)")
+    p.add_argument("--update-readme", nargs="?", const="README.md", metavar="README",
+                   help="write the table into README.md between the results markers")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_checkpoints, find_checkpoints
+
+    ckpts = [Path(p) for p in args.checkpoints] or find_checkpoints(args.models_dir)
+    evaluate_checkpoints(ckpts, crops_dir=args.crops_dir, data_dir=args.data_dir, split=args.split,
+                         device=args.device, graphs_dir=args.graphs_dir, caption=args.caption,
+                         readme=args.update_readme)
+    print(Path(args.graphs_dir, "results.md").read_text())
+    print(f"tables and figures in {args.graphs_dir}/"
+          + (f"; README updated: {args.update_readme}" if args.update_readme else ""))
+    return 0
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--graphs-dir", default="graphs", help="artefacts written by evaluate/train/inspect")
+    p.add_argument("--out-dir", default="reports")
+    p.add_argument("--title", default="Hand-gesture classifiers on HaGRID")
+    p.add_argument("--dataset-note", help="which data the numbers come from (default: the evaluation caption)")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .reporting.html import build_report
+
+    html, md = build_report(args.graphs_dir, args.out_dir, title=args.title, dataset_note=args.dataset_note)
+    print(f"report: {html}\nmarkdown twin: {md}")
+    return 0
+
+
+# --------------------------------------------------------------------------- #
+# synth, demo, download
+# --------------------------------------------------------------------------- #
+def _synth_arguments(p: argparse.ArgumentParser) -> None:
+    from data_loaders.synthetic import generate as g
+
+    p.add_argument("--out", default="data/synth", help="output folder (default: data/synth)")
+    p.add_argument("--subjects", type=int, default=g.DEFAULT_SUBJECTS,
+                   help=f"synthetic people (default {g.DEFAULT_SUBJECTS})")
+    p.add_argument("--images-per-subject", type=int, default=g.DEFAULT_IMAGES_PER_SUBJECT,
+                   help=f"frames per person (default {g.DEFAULT_IMAGES_PER_SUBJECT})")
+    p.add_argument("--size", type=g.parse_size, default=g.DEFAULT_IMAGE_SIZE,
+                   help="landscape frame size WxH; some subjects film in portrait (default 384x288)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    p.add_argument("--second-hand-p", type=float, default=g.DEFAULT_SECOND_HAND_P,
+                   help="chance of a second, relaxed no_gesture hand per frame")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from data_loaders.synthetic.generate import describe, generate_synthetic_hagrid
+
+    stats = generate_synthetic_hagrid(
+        args.out, n_subjects=args.subjects, images_per_subject=args.images_per_subject, image_size=args.size,
+        seed=args.seed, second_hand_p=args.second_hand_p, progress=not args.no_progress)
+    print(describe(stats))
+    return 0
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    from .recipes import DEMO_MODELS
+
+    p.add_argument("--data-dir", help="HaGRID root (v1 or v2); default: generate the synthetic demonstration set")
+    p.add_argument("--work-dir", default=".", help="where data/, final_models/, graphs/, reports/ go")
+    p.add_argument("--models", nargs="+", default=list(DEMO_MODELS), choices=DEMO_MODELS)
+    p.add_argument("--restart", action="store_true", help="redo every step instead of reusing finished ones")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every model's epochs (e.g. 0.2)")
+    p.add_argument("--pretrained", help="ResNet-34 start: 'imagenet' (needs internet) or a .pth path")
+    p.add_argument("--synth-subjects", type=int, help="synthetic set: number of subjects (default 90)")
+    p.add_argument("--synth-images-per-subject", type=int, help="synthetic set: frames per subject (default 16)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoConfig, run_demo, with_fusion_branches
+
+    run_demo(DemoConfig(data_dir=args.data_dir, work_dir=args.work_dir, models=with_fusion_branches(args.models),
+                        restart=args.restart, device=args.device, seed=args.seed, epochs_scale=args.epochs_scale,
+                        pretrained=args.pretrained, synth_subjects=args.synth_subjects,
+                        synth_images_per_subject=args.synth_images_per_subject, progress=not args.no_progress))
+    return 0
+
+
+def _download_arguments(p: argparse.ArgumentParser) -> None:
+    from data_loaders.download import VERSIONS
+
+    p.add_argument("--version", choices=VERSIONS, default="v1",
+                   help="v1: HaGRID 2022 (18 gestures, ann_* layout); v2: HaGRIDv2 2024 (33 gestures, "
+                        "hagrid_annotations layout). Default: v1")
+    p.add_argument("--subset", choices=("subsample", "512", "full", "annotations"), default="subsample",
+                   help="subsample: 100 images per class (v1 only, ~2.5 GB); 512: images resized to 512 px; "
+                        "full: FullHD images, one archive per class (~40 GB each); annotations: JSON only. "
+                        "Default: subsample")
+    p.add_argument("--classes", default="hagrid18",
+                   help="which gestures: hagrid18 (default), hagrid33, all, or comma-separated names; picks "
+                        "the per-class archives of 'full' and what is unpacked from single archives")
+    p.add_argument("--out", type=Path, default=Path("data/hagrid"), help="HaGRID root (default: data/hagrid)")
+    p.add_argument("--archives-dir", type=Path, default=None,
+                   help="where the .zip files are kept (default: <out>/archives)")
+    p.add_argument("--base-url", default=None,
+                   help="fetch <base-url>/<archive name> instead of the official URLs (a mirror)")
+    p.add_argument("--dry-run", action="store_true", help="print the URLs and the total size; download nothing")
+    p.add_argument("--remove-archives", action="store_true",
+                   help="delete each .zip once unpacked (halves the disk needed; a re-run still skips it)")
+    p.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default: 60)")
+    p.add_argument("--retries", type=int, default=3, help="retries (resuming) after a dropped connection (default: 3)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--backoff", type=float, default=5.0, help=argparse.SUPPRESS)  # seconds x attempt
+
+
+def _download(args: argparse.Namespace) -> int:
+    from data_loaders.download import download_hagrid, parse_classes
+
+    download_hagrid(args.version, args.subset, parse_classes(args.classes, args.version), args.out,
+                    base_url=args.base_url, archives_dir=args.archives_dir, dry_run=args.dry_run,
+                    progress=not args.no_progress, remove_archives=args.remove_archives, timeout=args.timeout,
+                    retries=max(args.retries, 0), backoff=max(args.backoff, 0.0))
+    return 0
 
 
 COMMANDS: list[Command] = [
     Command("inspect", "count images/hands/landmarks/users per split and class, check subject leaks, draw samples",
-            "data_loaders.dataset_summary"),
-    Command("crop", "crop every hand to a square image and write the crop manifest", "data_loaders.crop"),
+            _inspect_arguments, _inspect),
+    Command("crop", "crop every hand to a square image and write the crop manifest", _crop_arguments, _crop),
     Command("train", "train one model (any registered name) with the shared engine; DDP under torchrun",
-            "engine.train"),
+            _train_arguments, _train),
     Command("evaluate", "score checkpoints on the test split: table with CIs, McNemar, confusion matrices",
-            "engine.evaluate"),
+            _evaluate_arguments, _evaluate),
     Command("report", "write reports/report.html (self-contained) and its Markdown twin from graphs/",
-            "engine.report"),
-    Command("synth", "generate the synthetic demonstration set in HaGRID's v2 layout", "data_loaders.synth"),
+            _report_arguments, _report),
+    Command("synth", "generate the synthetic demonstration set in HaGRID's v2 layout", _synth_arguments, _synth),
     Command("demo", "the main job: (synthetic data ->) crop -> train all five models -> evaluate -> report",
-            "engine.demo"),
-    Command("download", "download HaGRID archives (v1/v2, subsample/512p/full) and unpack them", "data_loaders.download"),
+            _demo_arguments, _demo),
+    Command("download", "download HaGRID archives (v1/v2, subsample/512p/full) and unpack them",
+            _download_arguments, _download),
 ]
-
-EXIT_DATA_ERROR = 2
-#: Errors about the user's input (data, checkpoints, options, missing files, unavailable weights):
-#: one line ``error: <message>`` and exit status 2. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (DataError, CheckpointMismatchError, UsageError, UserFacingError, FileNotFoundError)
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """The parser; only the command named in ``argv`` gets its arguments (and its module imported)."""
+    """The parser; only the command named in ``argv`` gets its arguments (and its modules imported)."""
     parser = argparse.ArgumentParser(
         prog="hand-gestures", description="Train and compare hand-gesture classifiers on HaGRID.")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
@@ -57,20 +370,22 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     for cmd in COMMANDS:
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         if cmd.name == chosen:
-            module = importlib.import_module(cmd.module)
-            module.add_arguments(p)
-            p.set_defaults(_run=module.run)
+            cmd.add_arguments(p)
+            p.set_defaults(_run=cmd.run)
     return parser
 
 
+def run_args(args: argparse.Namespace) -> int:
+    """Run the command that ``build_parser(argv).parse_args(argv)`` parsed; returns its exit status."""
+    return int(args._run(args) or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    # PyTorch Geometric's import triggers torch's own deprecation notice for torch.jit.script: not ours to act on
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        return int(args._run(args) or 0)
+        return run_args(args)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DATA_ERROR

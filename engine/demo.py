@@ -1,14 +1,13 @@
 """The main job: crop -> train all five models -> evaluate -> report, in minutes on a CPU.
 
 With no ``--data-dir`` it first generates the synthetic demonstration set
-(HaGRID v2 layout, see :mod:`data_loaders.synth`) and runs the real code path on
+(HaGRID v2 layout, see :mod:`data_loaders.synthetic`) and runs the real code path on
 it; with ``--data-dir`` pointing at HaGRID (or the sample) it runs the same steps
 there. Finished steps are reused on a rerun (crops, finished checkpoints;
 interrupted training resumes) unless ``--restart`` is given.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import shutil
 import time
@@ -17,24 +16,9 @@ from pathlib import Path
 from typing import Sequence
 
 from .checkpoint import load_checkpoint
+from .recipes import CPU_PLAN
+from .recipes import DEMO_MODELS as MODELS
 from .train import TrainConfig, fit
-
-MODELS = ("mlp", "gcn", "cnn", "resnet34", "fusion")  # fusion last: it starts from resnet34 + gcn
-
-#: CPU-sized settings. Landmark models get many cheap epochs; ResNet-34 trains from scratch (no ImageNet
-#: weights offline) for a few epochs; fusion starts from the trained ResNet-34 and GCN with frozen branches
-#: and fuses at the logit level (one learned weight): with a ResNet-34 trained from scratch on a few
-#: thousand crops, a new feature-level head has too little to learn from in a CPU budget, while the logit
-#: sum keeps the GCN's accuracy and adds the image where landmarks are missing (figures for both in
-#: benchmarks/README.md and the README's results). The feature-level head (the model's default) is the
-#: recipe for a GPU and the full dataset.
-CPU_PLAN: dict[str, dict] = {
-    "mlp": dict(epochs=150, patience=30, hparams={}),
-    "gcn": dict(epochs=150, patience=30, hparams={}),
-    "cnn": dict(epochs=60, patience=0, hparams={}),
-    "resnet34": dict(epochs=8, patience=0, hparams={"weights": None}, lr=1e-3, scheduler="onecycle"),
-    "fusion": dict(epochs=4, patience=0, hparams={"freeze_branches": True, "mode": "logit"}, lr=1e-2),
-}
 
 
 @dataclass
@@ -106,12 +90,12 @@ def train_configs(cfg: DemoConfig, crops_dir: Path) -> list[tuple[TrainConfig, i
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every step; returns paths and the comparison."""
     from data_loaders.classes import make_class_set
-    from data_loaders.dataset_summary import draw_samples, summarize, write_summary_json
     from data_loaders.hagrid import load_hagrid
+    from data_loaders.summary import draw_samples, summarize, write_summary_json
 
     from .evaluate import evaluate_checkpoints
-    from .pipeline import ensure_crops
-    from .report import build_report
+    from .notebook import ensure_crops
+    from .reporting.html import build_report
 
     t_start = time.perf_counter()
     def say(*a) -> None:  # step headers, reuse notices and the final table: always shown
@@ -119,7 +103,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     graphs = _p(cfg, cfg.graphs_dir)
     if cfg.data_dir is None:
-        from data_loaders.synth import generate_synthetic_hagrid
+        from data_loaders.synthetic.generate import generate_synthetic_hagrid
 
         data_dir = _p(cfg, cfg.synth_dir)
         say(f"== 1/5 synthetic demonstration set -> {data_dir}")
@@ -173,26 +157,9 @@ def run_demo(cfg: DemoConfig) -> dict:
             "checkpoints": ckpts, "crops_dir": crops_dir, "data_dir": data_dir, "minutes": minutes}
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", help="HaGRID root (v1 or v2); default: generate the synthetic demonstration set")
-    p.add_argument("--work-dir", default=".", help="where data/, final_models/, graphs/, reports/ go")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    p.add_argument("--restart", action="store_true", help="redo every step instead of reusing finished ones")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every model's epochs (e.g. 0.2)")
-    p.add_argument("--pretrained", help="ResNet-34 start: 'imagenet' (needs internet) or a .pth path")
-    p.add_argument("--synth-subjects", type=int, help="synthetic set: number of subjects (default 90)")
-    p.add_argument("--synth-images-per-subject", type=int, help="synthetic set: frames per subject (default 16)")
-    p.add_argument("--no-progress", action="store_true")
-
-
-def run(args: argparse.Namespace) -> int:
-    models = list(args.models)
-    if "fusion" in models:  # fusion is initialised from these
+def with_fusion_branches(models: Sequence[str]) -> list[str]:
+    """The models to train, in order; fusion brings the two models it starts from."""
+    models = list(models)
+    if "fusion" in models:
         models = [m for m in MODELS if m in set(models) | {"resnet34", "gcn"}]
-    run_demo(DemoConfig(data_dir=args.data_dir, work_dir=args.work_dir, models=models, restart=args.restart,
-                        device=args.device, seed=args.seed, epochs_scale=args.epochs_scale,
-                        pretrained=args.pretrained, synth_subjects=args.synth_subjects,
-                        synth_images_per_subject=args.synth_images_per_subject, progress=not args.no_progress))
-    return 0
+    return models

@@ -58,3 +58,15 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def resolve_device(spec: str, info: DistInfo | None = None) -> torch.device:
+    """``auto`` (this rank's GPU when there is one, else the CPU) or a torch device string."""
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", info.local_rank if info else 0)
+        return torch.device("cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and info is not None and info.enabled:
+        dev = torch.device("cuda", info.local_rank)
+    return dev

@@ -12,15 +12,15 @@ from typing import Mapping, Sequence
 
 import torch
 
-from data_loaders.errors import CheckpointMismatchError
+from common.errors import CheckpointMismatchError
+from data_loaders.batches import load_hand_table, make_batches, usable_rows
 from data_loaders.hand_table import HandTable
 
-from .checkpoint import build_model, comparable, check_compatible, load_checkpoint
-from .data_setup import load_hand_table, make_batches, usable_rows
+from .checkpoint import build_model, check_compatible, comparable, load_checkpoint
+from .distributed import resolve_device
+from .loop import predict
 from .metrics import Comparison, ModelPredictions, compare_models
-from .predict import predict
-from .results_table import MODEL_ORDER, order_models
-from .train import resolve_device
+from .reporting.tables import MODEL_ORDER, order_models
 
 __all__ = ["MODEL_ORDER", "find_checkpoints", "check_crop_settings", "predict_checkpoint", "evaluate_checkpoints"]
 
@@ -89,7 +89,7 @@ def predict_checkpoint(
     batches = make_batches(rows, inputs=inputs, image_size=pre.get("image_size"),
                            landmark_norm=pre["landmark_norm"], batch_size=batch_size, shuffle=False,
                            seed=0, device=device)
-    from data_loaders.batches import BatchTransform
+    from data_loaders.augment import BatchTransform
 
     transform = BatchTransform(pre["landmark_norm"], pre.get("image_size"), None)
     preds = predict(model, batches, transform, device, max_batches=max_batches)
@@ -133,11 +133,11 @@ def evaluate_checkpoints(
         preds[mp.name] = mp
     comparison = compare_models(preds, list(table.class_names))
     if graphs_dir is not None:
-        from .report import write_evaluation_artefacts
+        from .reporting.html import write_evaluation_artefacts
 
         write_evaluation_artefacts(comparison, graphs_dir, list(table.class_names), caption)
         if readme is not None:
-            from .results_table import update_readme
+            from .reporting.tables import update_readme
 
             update_readme(readme, Path(graphs_dir, "results.md").read_text())
     return comparison
@@ -178,29 +178,3 @@ def dropped_note(table: HandTable) -> str:
     where = table.crops_dir if table.crops_dir is not None else table.meta.get("source", "the data")
     return (f"{n} hand{'s' if n != 1 else ''} in {where} with labels outside the checkpoints' "
             f"{len(table.class_names)} classes left out{detail}.")
-
-
-# --------------------------------------------------------------------------- #
-# command line: hand-gestures evaluate
-# --------------------------------------------------------------------------- #
-def add_arguments(p) -> None:
-    p.add_argument("checkpoints", nargs="*", help="checkpoints to compare (default: every *.pt in --models-dir)")
-    p.add_argument("--models-dir", default="final_models")
-    p.add_argument("--crops-dir", default="data/crops")
-    p.add_argument("--data-dir", help="HaGRID root, for landmark-only models when there are no crops")
-    p.add_argument("--split", default="test")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--graphs-dir", default="graphs")
-    p.add_argument("--caption", default="", help="which data the numbers come from (printed above the table)")
-    p.add_argument("--update-readme", nargs="?", const="README.md", metavar="README",
-                   help="write the table into README.md between the results markers")
-
-
-def run(args) -> int:
-    ckpts = [Path(p) for p in args.checkpoints] or find_checkpoints(args.models_dir)
-    evaluate_checkpoints(ckpts, crops_dir=args.crops_dir, data_dir=args.data_dir, split=args.split,
-                         device=args.device, graphs_dir=args.graphs_dir, caption=args.caption,
-                         readme=args.update_readme)
-    print(Path(args.graphs_dir, "results.md").read_text())
-    print(f"tables and figures in {args.graphs_dir}/" + (f"; README updated: {args.update_readme}" if args.update_readme else ""))
-    return 0

@@ -32,7 +32,6 @@ __all__ = [
     "most_confused_pairs",
     "orientation_pair_confusion",
     "row_normalize",
-    "write_evaluation_artefacts",
 ]
 
 #: McNemar uses the exact binomial test below this many discordant pairs.
@@ -455,11 +454,3 @@ def compare_models(
         metrics=metrics, metrics_all=metrics_all, confusion=confusion, confusion_all=confusion_all,
         confused_pairs=confused, orientation=orient, alpha=alpha, n_boot=n_boot,
     )
-
-
-def write_evaluation_artefacts(comparison: Comparison, graphs_dir="graphs", class_names=None, caption=None):
-    """Alias of :func:`engine.report.write_evaluation_artefacts` (imported lazily: the
-    report module imports this one)."""
-    from engine.report import write_evaluation_artefacts as _write
-
-    return _write(comparison, graphs_dir, class_names, caption)

@@ -26,23 +26,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_loaders.batches import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, BatchTransform
+from common.errors import CheckpointMismatchError, UsageError
+from common.files import atomic_write_text
+from data_loaders.augment import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, BatchTransform
+from data_loaders.batches import load_hand_table, make_batches, usable_rows
 from data_loaders.classes import make_class_set
-from data_loaders.errors import CheckpointMismatchError, UsageError
-from data_loaders.image_io import atomic_write_text
 from model_classes import create_model, model_spec
 from model_classes.registry import UnknownHyperparameterError, UnknownModelError
 
-from .checkpoint import (build_model, check_compatible, load_checkpoint, load_model, make_checkpoint,
-                         save_checkpoint)
-from .data_setup import load_hand_table, make_batches, usable_rows
-from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed
-from .predict import autocast, predict, to_device
+from .checkpoint import build_model, check_compatible, load_checkpoint, load_model, make_checkpoint, save_checkpoint
+from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed, resolve_device
+from .loop import autocast, predict, to_device
+from .recipes import SCHEDULERS, recipe
 
 log = logging.getLogger(__name__)
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s")
-SCHEDULERS = ("none", "cosine", "onecycle")
 PLOT_EVERY_S = 10.0  # redraw the curves at most this often during a run (always at the end)
 
 
@@ -96,28 +95,17 @@ class FitResult:
     stopped_early: bool
 
 
-def resolve_device(spec: str, dist: DistInfo | None = None) -> torch.device:
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", dist.local_rank if dist else 0)
-        return torch.device("cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and dist is not None and dist.enabled:
-        dev = torch.device("cuda", dist.local_rank)
-    return dev
-
-
 def resolved_settings(cfg: TrainConfig) -> dict[str, Any]:
     """Recipe defaults overridden by whatever the config sets."""
-    recipe = dict(model_spec(cfg.model).recipe)
+    defaults = recipe(cfg.model)
     out = {
-        "epochs": cfg.epochs if cfg.epochs is not None else recipe.get("epochs", 8),
-        "batch_size": cfg.batch_size if cfg.batch_size is not None else recipe.get("batch_size", 64),
-        "lr": cfg.lr if cfg.lr is not None else recipe.get("lr", 1e-3),
-        "weight_decay": cfg.weight_decay if cfg.weight_decay is not None else recipe.get("weight_decay", 0.0),
-        "scheduler": cfg.scheduler or recipe.get("scheduler") or "none",
-        "optimizer": recipe.get("optimizer") or "adam",
-        "patience": cfg.patience if cfg.patience is not None else recipe.get("patience", 5),
+        "epochs": cfg.epochs if cfg.epochs is not None else defaults["epochs"],
+        "batch_size": cfg.batch_size if cfg.batch_size is not None else defaults["batch_size"],
+        "lr": cfg.lr if cfg.lr is not None else defaults["lr"],
+        "weight_decay": cfg.weight_decay if cfg.weight_decay is not None else defaults["weight_decay"],
+        "scheduler": cfg.scheduler or defaults["scheduler"],
+        "optimizer": defaults["optimizer"],
+        "patience": cfg.patience if cfg.patience is not None else defaults["patience"],
     }
     if out["scheduler"] not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {out['scheduler']!r}; choose from {SCHEDULERS}")
@@ -202,7 +190,7 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
                   num_workers=cfg.num_workers, in_memory=cfg.in_memory, progress=cfg.progress and dist.is_main)
     train_b = make_batches(train_t, batch_size=settings["batch_size"], shuffle=True, **common)
     val_b = make_batches(val_t, batch_size=max(settings["batch_size"], 256), shuffle=False, **common)
-    augment = AugmentConfig.from_recipe(spec.recipe.get("augment")) if cfg.augment else None
+    augment = AugmentConfig.from_recipe(recipe(cfg.model)["augment"]) if cfg.augment else None
     transform = BatchTransform(cfg.landmark_norm, spec.image_size, augment, seed=cfg.seed, rank=dist.rank)
     eval_transform = BatchTransform(cfg.landmark_norm, spec.image_size, None)
     say(f"[{cfg.name}] {len(train_t)} train / {len(val_t)} val hands, {len(class_names)} classes, device {device}"
@@ -347,7 +335,7 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
 
 def _plot_curves(graphs_dir: Path, name: str, history: list[dict]) -> None:
     try:
-        from .plots import plot_history
+        from .reporting.plots import plot_history
     except ImportError:  # plotting is optional for training
         return
     plot_history(history, graphs_dir / f"{name}_curves.png", title=name)
@@ -361,72 +349,3 @@ def _tensorboard(cfg: TrainConfig, dist: DistInfo):
     except ImportError:  # tensorboard not installed: the history CSV and curves still exist
         return None
     return SummaryWriter(log_dir=str(Path(cfg.graphs_dir) / "tensorboard" / cfg.name))
-
-
-# --------------------------------------------------------------------------- #
-# command line: hand-gestures train
-# --------------------------------------------------------------------------- #
-def parse_key_values(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["hidden=[128,64]", "dropout=0.1"]`` -> dict, values read as JSON when they parse."""
-    import json
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UsageError(f"expected KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
-
-
-def add_arguments(p) -> None:
-    from model_classes import list_models
-
-    p.add_argument("--model", required=True, choices=list_models())
-    p.add_argument("--data-dir", help="HaGRID root (landmark models can train from annotations without crops)")
-    p.add_argument("--crops-dir", default="data/crops", help="output of `hand-gestures crop` (default: data/crops)")
-    p.add_argument("--out-dir", default="final_models")
-    p.add_argument("--graphs-dir", default="graphs")
-    p.add_argument("--run-name", help="checkpoint/graph name (default: the model name)")
-    p.add_argument("--classes", default="hagrid18")
-    p.add_argument("--include-no-gesture", action="store_true")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--scheduler", choices=SCHEDULERS)
-    p.add_argument("--patience", type=int, help="early stopping: epochs without a better val accuracy (0: off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--landmark-norm", default="wrist", choices=("wrist", "bbox"))
-    p.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="model hyperparameter (JSON value)")
-    p.add_argument("--init-from", action="append", metavar="MODEL=CKPT", help="fusion: resnet34=... gcn=...")
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--in-memory", choices=("auto", "yes", "no"), default="auto")
-    p.add_argument("--no-amp", action="store_true")
-    p.add_argument("--resume", action="store_true", help="continue from <run>.last.pt")
-    p.add_argument("--max-train-batches", type=int)
-    p.add_argument("--no-progress", action="store_true")
-
-
-def run(args) -> int:
-    from data_loaders.hagrid import class_set_from_args
-
-    class_set_from_args(args)  # a misspelt class name is an error before anything loads
-    cfg = TrainConfig(
-        model=args.model, crops_dir=args.crops_dir, data_dir=args.data_dir, out_dir=args.out_dir,
-        graphs_dir=args.graphs_dir, run_name=args.run_name, classes=args.classes,
-        include_no_gesture=args.include_no_gesture, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, scheduler=args.scheduler, patience=args.patience, seed=args.seed,
-        device=args.device, landmark_norm=args.landmark_norm, hparams=parse_key_values(args.hparam),
-        augment=not args.no_augment, num_workers=args.workers, in_memory=args.in_memory, amp=not args.no_amp,
-        resume=args.resume, max_train_batches=args.max_train_batches,
-        init_from=parse_key_values(args.init_from), progress=not args.no_progress,
-    )
-    res = fit(cfg)
-    print(f"best val accuracy {res.best_val_acc:.4f}; checkpoint {res.best_checkpoint}")
-    return 0

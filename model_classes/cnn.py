@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from .registry import IMAGE_AUGMENT, register_model
+from .registry import register_model
 
 IMAGE_SIZE = 64
 
@@ -96,12 +96,4 @@ class SmallCNN(nn.Module):
 
 
 # The class itself is the factory: its keyword arguments (with defaults) are the hyperparameters.
-build_cnn = register_model(
-    "cnn",
-    inputs=("image",),
-    image_size=IMAGE_SIZE,
-    recipe={
-        "lr": 3e-3, "batch_size": 128, "epochs": 30, "weight_decay": 1e-4,
-        "optimizer": "adam", "scheduler": "onecycle", "patience": 0, "augment": dict(IMAGE_AUGMENT),
-    },
-)(SmallCNN)
+build_cnn = register_model("cnn", inputs=("image",), image_size=IMAGE_SIZE)(SmallCNN)

@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 
 from .gcn import HandGCN, build_gcn
-from .registry import IMAGE_AUGMENT, create_model, register_model
+from .registry import create_model, register_model
 from .resnet import IMAGE_SIZE, PretrainedWeightsError, ResNet34Classifier, build_resnet34, model_state_dict
 
 MODES = ("feature", "logit")
@@ -258,15 +258,7 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-@register_model(
-    "fusion",
-    inputs=("image", "landmarks"),
-    image_size=IMAGE_SIZE,
-    recipe={
-        "lr": 1e-4, "batch_size": 32, "epochs": 8, "weight_decay": 1e-4,
-        "optimizer": "adam", "scheduler": "cosine", "patience": 5, "augment": dict(IMAGE_AUGMENT),
-    },
-)
+@register_model("fusion", inputs=("image", "landmarks"), image_size=IMAGE_SIZE)
 def build_fusion(
     num_classes: int,
     resnet: Mapping[str, Any] = RESNET_DEFAULTS,

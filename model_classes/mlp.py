@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from .registry import LANDMARK_AUGMENT, register_model
+from .registry import register_model
 
 NUM_LANDMARK_FEATURES = 42
 
@@ -43,11 +43,4 @@ class LandmarkMLP(nn.Module):
 
 
 # The class itself is the factory: its keyword arguments (with defaults) are the hyperparameters.
-build_mlp = register_model(
-    "mlp",
-    inputs=("landmarks",),
-    recipe={
-        "lr": 1e-3, "batch_size": 128, "epochs": 8, "weight_decay": 0.0,
-        "optimizer": "adam", "scheduler": "none", "patience": 5, "augment": dict(LANDMARK_AUGMENT),
-    },
-)(LandmarkMLP)
+build_mlp = register_model("mlp", inputs=("landmarks",))(LandmarkMLP)

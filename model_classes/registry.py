@@ -5,7 +5,7 @@ Usage::
     from model_classes import create_model, list_models, model_spec
 
     model = create_model("gcn", 18, hidden=64, node_features="xy+bone")
-    spec = model_spec("gcn")          # spec.inputs, spec.image_size, spec.default_hparams, spec.recipe
+    spec = model_spec("gcn")          # spec.inputs, spec.image_size, spec.default_hparams
     again = create_model("gcn", 18, **model.hparams)   # same architecture, fresh weights
 
 A factory is a callable ``factory(num_classes, **hparams) -> nn.Module`` whose
@@ -18,24 +18,8 @@ rebuilt model's weights come from the checkpoint's ``state_dict``, never from
 a fresh ImageNet download (``model.pretrained`` records where the initial
 weights came from).
 
-Recipe keys (defaults; the training engine's command line overrides them):
-
-``lr``, ``batch_size``, ``epochs``
-    as usual.
-``optimizer``, ``weight_decay``
-    ``"adam"`` (what ``engine.train`` uses); the weight decay is Adam's
-    (coupled, L2) ``weight_decay``, so keep it small.
-``scheduler``
-    ``"none"`` (constant lr), ``"cosine"`` (cosine annealing over the run) or
-    ``"onecycle"`` (``OneCycleLR`` with ``max_lr=lr``, stepped every batch):
-    ``engine.train.SCHEDULERS``.
-``patience``
-    early stopping: epochs without a better val accuracy (0: never stop early).
-``augment``
-    keyword arguments of ``data_loaders.batches.AugmentConfig``: ``flip_p``
-    (horizontal), ``rotation_deg`` (at most 30, larger turns like into dislike),
-    ``scale_range``, ``landmark_jitter``, and for images ``translate``,
-    ``brightness``, ``contrast``, ``saturation``. Never vertical flips.
+Training recipes (learning rate, batch size, epochs, augmentation) are not the model's: they live in
+:mod:`engine.recipes`.
 """
 from __future__ import annotations
 
@@ -47,23 +31,6 @@ from typing import Any, Callable
 import torch.nn as nn
 
 VALID_INPUTS = ("landmarks", "image")
-
-#: Recipe augmentation (``data_loaders.batches.AugmentConfig`` keywords) for landmark models...
-LANDMARK_AUGMENT: dict[str, Any] = {
-    "flip_p": 0.5,
-    "rotation_deg": 15.0,
-    "scale_range": (0.9, 1.1),
-    "landmark_jitter": 0.01,
-}
-#: ...and for image models (the fusion model's landmarks share the flip, rotation and scale of the image).
-IMAGE_AUGMENT: dict[str, Any] = {
-    **LANDMARK_AUGMENT,
-    "translate": 0.05,
-    "brightness": 0.25,
-    "contrast": 0.25,
-    "saturation": 0.25,
-}
-
 
 class UnknownModelError(KeyError):
     """``create_model``/``model_spec`` got a name that is not registered."""
@@ -78,13 +45,13 @@ class UnknownHyperparameterError(TypeError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What the engine needs to know about a model before building it."""
+    """What the engine needs to know about a model before building it (the model modules register
+    themselves when :mod:`model_classes` is imported)."""
 
     name: str
     inputs: tuple[str, ...]
     image_size: int | None
     default_hparams: dict[str, Any]
-    recipe: dict[str, Any]
     factory: Callable[..., nn.Module] = field(repr=False, compare=False)
 
     @property
@@ -119,7 +86,6 @@ def register_model(
     *,
     inputs: tuple[str, ...] | list[str],
     image_size: int | None = None,
-    recipe: dict[str, Any] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering ``factory(num_classes, **hparams) -> nn.Module`` under ``name``."""
     inputs = tuple(inputs)
@@ -137,7 +103,6 @@ def register_model(
             inputs=inputs,
             image_size=image_size,
             default_hparams=_hparam_defaults(factory),
-            recipe=dict(recipe or {}),
             factory=factory,
         )
         return factory
@@ -145,20 +110,13 @@ def register_model(
     return deco
 
 
-def _ensure_loaded() -> None:
-    # The model modules register themselves on import (the package __init__ imports them in order).
-    from . import mlp, cnn, gcn, resnet, fusion  # noqa: F401
-
-
 def list_models() -> list[str]:
     """Registered model names, in registration order (mlp, cnn, gcn, resnet34, fusion)."""
-    _ensure_loaded()
     return list(_REGISTRY)
 
 
 def model_spec(name: str) -> ModelSpec:
     """The :class:`ModelSpec` of ``name`` (a copy: editing it changes nothing)."""
-    _ensure_loaded()
     try:
         spec = _REGISTRY[name]
     except KeyError:
@@ -168,7 +126,6 @@ def model_spec(name: str) -> ModelSpec:
         inputs=spec.inputs,
         image_size=spec.image_size,
         default_hparams=copy.deepcopy(spec.default_hparams),
-        recipe=copy.deepcopy(spec.recipe),
         factory=spec.factory,
     )
 

@@ -35,9 +35,9 @@ import torch
 import torch.nn as nn
 from torchvision.models import resnet34
 
-from data_loaders.errors import UserFacingError
+from common.errors import UserFacingError
 
-from .registry import IMAGE_AUGMENT, register_model
+from .registry import register_model
 
 IMAGE_SIZE = 128
 EMBED_DIM = 512
@@ -172,13 +172,7 @@ class ResNet34Classifier(nn.Module):
         return self.fc(self.dropout(self.embed(batch)))
 
 
-RESNET_RECIPE = {
-    "lr": 1e-4, "batch_size": 32, "epochs": 8, "weight_decay": 1e-4,
-    "optimizer": "adam", "scheduler": "cosine", "patience": 5, "augment": dict(IMAGE_AUGMENT),
-}
-
-
-@register_model("resnet34", inputs=("image",), image_size=IMAGE_SIZE, recipe=RESNET_RECIPE)
+@register_model("resnet34", inputs=("image",), image_size=IMAGE_SIZE)
 def build_resnet34(
     num_classes: int, weights: str | os.PathLike | None = "imagenet", dropout: float = 0.0
 ) -> ResNet34Classifier:

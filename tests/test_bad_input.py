@@ -11,11 +11,11 @@ from hagrid_fixtures import annotation_file, edit_record, image_path, make_specs
 from PIL import Image, ImageFile
 
 import data_loaders.crop as crop_mod
+from common.errors import DataError
 from data_loaders.classes import make_class_set
 from data_loaders.crop import crop_dataset, cut_square
-from data_loaders.errors import DataError
 from data_loaders.hagrid import load_hagrid
-from data_loaders.image_io import IMAGE_NOT_FOUND, image_size, open_rgb
+from data_loaders.images import IMAGE_NOT_FOUND, image_size, open_rgb
 from data_loaders.manifest import iter_manifest, read_manifest, write_manifest
 from engine.cli import main
 

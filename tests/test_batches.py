@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from data_loaders.batches import AugmentConfig, BatchTransform, TensorBatches, shard
+from data_loaders.augment import AugmentConfig, BatchTransform
+from data_loaders.batches import TensorBatches, shard
 from data_loaders.landmarks import hand_size, normalize_landmarks, transform_landmarks
-from model_classes import list_models, model_spec
+from engine.recipes import recipe
+from model_classes import list_models
 
 
 def _hand(n: int = 4, seed: int = 0) -> np.ndarray:
@@ -100,7 +102,7 @@ def test_rotations_that_swap_orientation_pairs_are_refused():
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_recipe_has_a_readable_augmentation(name):
-    aug = AugmentConfig.from_recipe(model_spec(name).recipe.get("augment"))
+    aug = AugmentConfig.from_recipe(recipe(name)["augment"])
     assert aug is None or (0 <= aug.flip_p <= 1 and aug.rotation_deg <= 30)
 
 

@@ -13,14 +13,15 @@ from hagrid_fixtures import ImageSpec, count_hands, image_path, make_specs, writ
 from PIL import Image
 
 import data_loaders.crop as crop_mod
+from common.errors import DataError
+from common.files import TMP_PREFIX, TMP_SUFFIX
 from data_loaders.classes import NO_GESTURE, make_class_set
 from data_loaders.crop import crop_dataset, cut_square, draft_request, square_box
-from data_loaders.dataset_summary import SUMMARY_NAME
-from data_loaders.errors import DataError
 from data_loaders.hagrid import load_hagrid
 from data_loaders.hand_table import HandTable
-from data_loaders.image_io import TMP_PREFIX, TMP_SUFFIX, open_rgb
+from data_loaders.images import open_rgb
 from data_loaders.manifest import MANIFEST_KEYS, load_crop_info, read_crop_info, read_manifest
+from data_loaders.summary import SUMMARY_NAME
 from engine.cli import main
 
 CLASSES3 = ("call", "fist", "palm")
@@ -365,7 +366,7 @@ def test_real_sample_one_crop_per_hand(sample_crops, hagrid_sample):
     with Image.open(out / entries[0]["crop"]) as im:
         assert im.size == (128, 128)
     # the crop counts equal the annotation counts that `inspect` reports
-    from data_loaders.dataset_summary import summarize
+    from data_loaders.summary import summarize
 
     ann = load_hagrid(hagrid_sample, make_class_set("hagrid18"))
     hands = {sp: {c: row["hands"] for c, row in rows.items()} for sp, rows in summarize(ann)["splits"].items()}

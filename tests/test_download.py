@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 from hagrid_fixtures import count_hands, make_specs, write_v1, write_v2
 
+from common.errors import DataError
 from data_loaders import download as dl
 from data_loaders.classes import make_class_set
 from data_loaders.download import DownloadError
-from data_loaders.errors import DataError
 from data_loaders.hagrid import load_hagrid
+from engine import cli
 
 
 # --------------------------------------------------------------------------- #
@@ -119,9 +120,8 @@ def tree(root: Path, sub: str, prefix: str) -> dict[str, Path]:
 
 
 def args_for(out: Path, *argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    dl.add_arguments(parser)
-    return parser.parse_args(["--out", str(out), "--no-progress", "--backoff", "0", *argv])
+    argv = ["download", "--out", str(out), "--no-progress", "--backoff", "0", *argv]
+    return cli.build_parser(argv).parse_args(argv)
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def v1_subsample(tmp_path, server):
 # --------------------------------------------------------------------------- #
 def test_v1_subsample_download_gives_a_layout_load_hagrid_reads(tmp_path, server, v1_subsample, capsys):
     out = tmp_path / "hagrid"
-    assert dl.run(args_for(out, "--version", "v1", "--subset", "subsample", "--classes", "call,like",
+    assert cli.run_args(args_for(out, "--version", "v1", "--subset", "subsample", "--classes", "call,like",
                            "--base-url", server.url)) == 0
     assert sorted(p.name for p in (out / "subsample").iterdir()) == ["call", "like"]
     assert (out / "ann_subsample" / "call.json").is_file()
@@ -156,7 +156,7 @@ def test_v1_subsample_download_gives_a_layout_load_hagrid_reads(tmp_path, server
     # a second run skips both archives without a single request
     n_requests = len(server.log)
     capsys.readouterr()
-    assert dl.run(args_for(out, "--subset", "subsample", "--classes", "call,like", "--base-url", server.url)) == 0
+    assert cli.run_args(args_for(out, "--subset", "subsample", "--classes", "call,like", "--base-url", server.url)) == 0
     assert len(server.log) == n_requests
     assert capsys.readouterr().out.count("already downloaded and unpacked, skipped") == 2
 
@@ -327,14 +327,14 @@ def test_bad_options_are_refused():
 # --------------------------------------------------------------------------- #
 def test_dry_run_lists_urls_and_total_without_downloading(tmp_path, server, capsys):
     out = tmp_path / "hagrid"
-    assert dl.run(args_for(out, "--version", "v1", "--subset", "full", "--classes", "call,fist", "--dry-run")) == 0
+    assert cli.run_args(args_for(out, "--version", "v1", "--subset", "full", "--classes", "call,fist", "--dry-run")) == 0
     text = capsys.readouterr().out
     for name in ("train_val_call.zip", "train_val_fist.zip", "test.zip", "ann_train_val.zip", "ann_test.zip"):
         assert dl.V1_URL + name in text
     assert "train_val_like.zip" not in text
     assert re.search(r"total: about 137\.5 GB in 5 archive\(s\), plus 1 of undocumented size", text)
     assert not out.exists()
-    dl.run(args_for(out, "--version", "v2", "--subset", "512", "--dry-run", "--base-url", server.url))
+    cli.run_args(args_for(out, "--version", "v2", "--subset", "512", "--dry-run", "--base-url", server.url))
     text = capsys.readouterr().out
     assert f"{server.url}/hagridv2_512.zip" in text and f"{server.url}/annotations.zip" in text
     assert server.log == [] and not out.exists()

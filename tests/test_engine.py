@@ -13,13 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data_loaders.batches import BatchTransform
+from common.errors import CheckpointMismatchError, DataError
+from data_loaders.augment import BatchTransform
+from data_loaders.batches import make_batches, usable_rows
 from data_loaders.crop import crop_dataset
-from data_loaders.errors import CheckpointMismatchError, DataError
 from data_loaders.hand_table import HandTable
-from data_loaders.synth import generate_synthetic_hagrid
+from data_loaders.synthetic.generate import generate_synthetic_hagrid
 from engine.checkpoint import load_checkpoint, load_model, save_checkpoint
-from engine.data_setup import make_batches, usable_rows
 from engine.evaluate import predict_checkpoint
 from engine.train import TrainConfig, fit
 from model_classes import create_model, model_spec

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import CheckpointMismatchError
 from data_loaders.crop import crop_dataset
-from data_loaders.errors import CheckpointMismatchError
 from data_loaders.hand_table import HandTable
-from data_loaders.synth import generate_synthetic_hagrid
+from data_loaders.synthetic.generate import generate_synthetic_hagrid
 from engine import cli
 from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.evaluate import dropped_note, evaluate_checkpoints, find_checkpoints, predict_checkpoint
-from engine.results_table import read_csv_rows
+from engine.reporting.tables import read_csv_rows
 from engine.train import TrainConfig, fit
 
 

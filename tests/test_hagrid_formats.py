@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from hagrid_fixtures import count_hands, edit_record, make_specs, write_v1, write_v2
 
+from common.errors import DataError
 from data_loaders.classes import GESTURES_18, GESTURES_33, NO_GESTURE, make_class_set
-from data_loaders.dataset_summary import draw_samples, format_table, split_totals, summarize, write_summary_json
-from data_loaders.errors import DataError
 from data_loaders.hagrid import detect_format, load_hagrid
 from data_loaders.splits import find_subject_leaks, split_by_subject, subject_split
+from data_loaders.summary import draw_samples, format_table, split_totals, summarize, write_summary_json
 
 CLASSES3 = ("call", "fist", "palm")
 

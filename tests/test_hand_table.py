@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hagrid_fixtures import image_path, make_specs, write_v2
 
+from common.errors import DataError
 from data_loaders.classes import NO_GESTURE, make_class_set
-from data_loaders.errors import DataError
 from data_loaders.hagrid import load_hagrid
 from data_loaders.hand_table import HandTable
-from data_loaders.image_io import image_size
+from data_loaders.images import image_size
 from data_loaders.manifest import MANIFEST_NAME, CropInfo, read_manifest, write_crop_info, write_manifest
 
 CLASSES = ("call", "fist", "palm", NO_GESTURE)

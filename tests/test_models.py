@@ -14,6 +14,7 @@ from torchvision.models import resnet34
 
 import model_classes as M
 from data_loaders import hand_graph
+from engine.recipes import recipe
 from model_classes import resnet as resnet_mod
 
 C = 18
@@ -78,30 +79,30 @@ def test_registry_lists_and_specs():
         spec = M.model_spec(name)
         assert isinstance(spec, M.ModelSpec)
         assert (spec.name, spec.inputs, spec.image_size) == (name, inputs, size)
-        assert {"lr", "batch_size", "epochs", "weight_decay", "scheduler", "patience", "augment"} <= set(spec.recipe)
-        assert spec.recipe["scheduler"] in ("none", "cosine", "onecycle")  # engine.train.SCHEDULERS
-        assert spec.recipe["augment"]["rotation_deg"] <= 30
-        assert ("brightness" in spec.recipe["augment"]) == ("image" in inputs)
+        assert {"lr", "batch_size", "epochs", "weight_decay", "scheduler", "patience", "augment"} <= set(recipe(name))
+        assert recipe(name)["scheduler"] in ("none", "cosine", "onecycle")  # engine.train.SCHEDULERS
+        assert recipe(name)["augment"]["rotation_deg"] <= 30
+        assert ("brightness" in recipe(name)["augment"]) == ("image" in inputs)
     for name in ("mlp", "gcn"):
-        r = M.model_spec(name).recipe
+        r = recipe(name)
         assert (r["lr"], r["batch_size"], r["epochs"]) == (1e-3, 128, 8)
     for name in ("resnet34", "fusion"):
-        r = M.model_spec(name).recipe
+        r = recipe(name)
         assert (r["lr"], r["batch_size"], r["epochs"]) == (1e-4, 32, 8)
     assert M.model_spec("resnet34").default_hparams["weights"] == "imagenet"
     assert M.model_spec("gcn").default_hparams["readout"] == "weighted"
     # specs are copies
-    M.model_spec("mlp").recipe["lr"] = 99
+    recipe("mlp")["lr"] = 99
     M.model_spec("fusion").default_hparams["resnet"]["weights"] = "x"
-    assert M.model_spec("mlp").recipe["lr"] == 1e-3
+    assert recipe("mlp")["lr"] == 1e-3
     assert M.model_spec("fusion").default_hparams["resnet"]["weights"] == "imagenet"
 
 
 def test_recipe_augment_fits_augment_config():
-    from data_loaders.batches import AugmentConfig
+    from data_loaders.augment import AugmentConfig
 
     for name in M.list_models():
-        augment = M.model_spec(name).recipe["augment"]
+        augment = recipe(name)["augment"]
         cfg = AugmentConfig.from_recipe(augment)  # what engine.train does with the recipe
         if augment is None:
             assert cfg is None, name
@@ -469,6 +470,6 @@ def test_weights_from_local_path(fake_weights, tmp_path):
     with pytest.raises(M.PretrainedWeightsError, match="could not read weights file"):
         M.create_model("resnet34", C, weights=pickled)
     # the command line prints these messages alone (one `error:` line, no traceback)
-    from data_loaders.errors import UserFacingError
+    from common.errors import UserFacingError
 
     assert issubclass(M.PretrainedWeightsError, UserFacingError)

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import REPO, SAMPLE
 from nbclient import NotebookClient
 
-from data_loaders.synth import generate_synthetic_hagrid
-
-from conftest import REPO, SAMPLE
+from data_loaders.synthetic.generate import generate_synthetic_hagrid
 
 TRAINING = [
     ("train_mlp_baseline", "mlp", {}),

@@ -10,16 +10,9 @@ import numpy as np
 import pytest
 
 from engine.metrics import ModelPredictions, compare_models
-from engine.plots import plot_history
-from engine.report import build_report, write_evaluation_artefacts
-from engine.results_table import (
-    README_END,
-    README_START,
-    format_ci,
-    read_csv_rows,
-    update_readme,
-    write_results,
-)
+from engine.reporting.html import build_report, write_evaluation_artefacts
+from engine.reporting.plots import plot_history
+from engine.reporting.tables import README_END, README_START, format_ci, read_csv_rows, update_readme, write_results
 
 CLASSES = ["like", "dislike", "peace", "peace_inverted"]
 CI = re.compile(r"\d+\.\d \[\d+\.\d, \d+\.\d\]")
@@ -182,7 +175,10 @@ def test_build_report_unreadable_or_empty_artefacts(graphs, tmp_path):
 
 
 def test_one_model_order_and_number_parser():
-    from engine import evaluate, plots, report, results_table
+    from engine import evaluate
+    from engine.reporting import html as report
+    from engine.reporting import plots
+    from engine.reporting import tables as results_table
 
     assert evaluate.MODEL_ORDER is report.MODEL_ORDER is results_table.MODEL_ORDER
     assert results_table.order_models(["zeta", "fusion", "alpha", "mlp", "mlp"]) == ["mlp", "fusion", "alpha", "zeta"]

@@ -10,11 +10,12 @@ import orjson
 import pytest
 from PIL import Image
 
-from data_loaders import synth as S
+from common.errors import DataError
 from data_loaders.classes import GESTURES_18, NO_GESTURE, make_class_set
-from data_loaders.errors import DataError
 from data_loaders.hagrid import load_hagrid
 from data_loaders.splits import find_subject_leaks
+from data_loaders.synthetic import generate as S
+from engine import cli
 
 TINY = dict(n_subjects=6, images_per_subject=4, image_size=(192, 144), seed=3, second_hand_p=0.5, progress=False)
 
@@ -171,12 +172,11 @@ def test_second_hands_and_empty_landmarks():
 
 
 def test_cli_hooks(tmp_path, capsys):
-    p = argparse.ArgumentParser()
-    S.add_arguments(p)
-    args = p.parse_args(["--out", str(tmp_path / "cli"), "--subjects", "3", "--images-per-subject", "2",
-                         "--size", "160x120", "--seed", "1", "--no-progress"])
+    argv = ["synth", "--out", str(tmp_path / "cli"), "--subjects", "3", "--images-per-subject", "2",
+            "--size", "160x120", "--seed", "1", "--no-progress"]
+    args = cli.build_parser(argv).parse_args(argv)
     assert args.size == (160, 120)
-    assert S.run(args) == 0
+    assert cli.run_args(args) == 0
     assert "not HaGRID" in capsys.readouterr().out
     assert len(load_hagrid(tmp_path / "cli").records) == 6
     assert S.parse_size("320") == (320, 240)

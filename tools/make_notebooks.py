@@ -53,7 +53,7 @@ def training_notebook(model: str, title: str, blurb: str) -> nbformat.NotebookNo
         new_code_cell(
             "from pathlib import Path\n\n"
             "from IPython.display import Image, Markdown, display\n\n"
-            "from engine.pipeline import ensure_crops, validation_report\n"
+            "from engine.notebook import ensure_crops, validation_report\n"
             "from engine.train import TrainConfig, fit"
         ),
         new_markdown_cell("## Data\nCrops and the manifest are made once and reused (the step resumes)."),
@@ -98,7 +98,7 @@ CAPTION = "HaGRID test split"    # says which data the numbers come from'''
             "from pathlib import Path\n\n"
             "from IPython.display import Image, Markdown, display\n\n"
             "from engine.evaluate import evaluate_checkpoints, find_checkpoints\n"
-            "from engine.results_table import markdown_table"
+            "from engine.reporting.tables import markdown_table"
         ),
         new_code_cell(
             "checkpoints = find_checkpoints(MODELS_DIR)\n"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classes import GESTURES_18, NO_GESTURE
+from ..classes import GESTURES_18, NO_GESTURE
 
 FINGERS = ("index", "middle", "ring", "pinky")
 #: Index of each finger's first landmark (its MCP) in MediaPipe order.

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from data_loaders.batches import load_hand_table
 from data_loaders.classes import make_class_set
 from data_loaders.hand_table import MANIFEST_NAME
 
 from .checkpoint import load_checkpoint
-from .data_setup import load_hand_table
 
 
 def ensure_crops(
@@ -55,10 +55,10 @@ def validation_report(
 
     Returns ``{"metrics", "markdown", "confusion_png"}``; the figure is ``<graphs>/<run>_<split>_confusion.png``.
     """
+    from .distributed import resolve_device
     from .evaluate import predict_checkpoint
     from .metrics import classification_metrics
-    from .plots import plot_confusion
-    from .train import resolve_device
+    from .reporting.plots import plot_confusion
 
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)

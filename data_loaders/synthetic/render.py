@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .synth_hand import FINGER_BASE, FINGER_RADII, PALM_EDGE_RADIUS, THUMB_RADII, HandGeom
+from .hand import FINGER_BASE, FINGER_RADII, PALM_EDGE_RADIUS, THUMB_RADII, HandGeom
 
 SS = 2  # supersampling factor of the foreground
 

@@ -41,11 +41,12 @@ import numpy as np
 import orjson
 from PIL import Image, ImageDraw
 
-from . import synth_render as R
-from .classes import GESTURES_18, NO_GESTURE
-from .errors import DataError
-from .image_io import atomic_write_bytes
-from .synth_hand import GESTURES, HandGeom, HandShape, make_hand
+from common.errors import DataError
+from common.files import atomic_write_bytes
+
+from ..classes import GESTURES_18, NO_GESTURE
+from . import render as R
+from .hand import GESTURES, HandGeom, HandShape, make_hand
 
 log = logging.getLogger(__name__)
 
@@ -446,7 +447,7 @@ def generate_synthetic_hagrid(
     atomic_write_bytes(out / "README.md", readme.encode())
     atomic_write_bytes(info_path, orjson.dumps({
         "complete": True, "synthetic": True, "format": "hagrid_v2",
-        "note": "synthetic demonstration set drawn by data_loaders.synth; numbers on it are not HaGRID results",
+        "note": "synthetic demonstration set drawn by data_loaders.synthetic; numbers on it are not HaGRID results",
         "settings": settings, "counts": stats,
     }, option=orjson.OPT_INDENT_2))
     stats.update(out_dir=str(out), reused=False, seconds=round(time.perf_counter() - t0, 2))
@@ -463,9 +464,6 @@ def _prune(out: Path, keep: set[Path]) -> None:
                 p.unlink()
 
 
-# ----------------------------------------------------------------------------- #
-# CLI hooks (wired into ``hand-gestures synth`` by engine.cli)
-# ----------------------------------------------------------------------------- #
 def parse_size(text: str) -> tuple[int, int]:
     """``"384x288"`` -> (384, 288); a single number N means N x 3N/4."""
     t = text.lower().replace("*", "x")
@@ -481,41 +479,14 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="data/synth", help="output folder (default: data/synth)")
-    parser.add_argument("--subjects", type=int, default=DEFAULT_SUBJECTS, help=f"synthetic people (default {DEFAULT_SUBJECTS})")
-    parser.add_argument("--images-per-subject", type=int, default=DEFAULT_IMAGES_PER_SUBJECT,
-                        help=f"frames per person (default {DEFAULT_IMAGES_PER_SUBJECT})")
-    parser.add_argument("--size", type=parse_size, default=DEFAULT_IMAGE_SIZE,
-                        help="landscape frame size WxH; some subjects film in portrait (default 384x288)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
-    parser.add_argument("--second-hand-p", type=float, default=DEFAULT_SECOND_HAND_P,
-                        help="chance of a second, relaxed no_gesture hand per frame")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    size = args.size if isinstance(args.size, tuple) else parse_size(str(args.size))
-    stats = generate_synthetic_hagrid(
-        args.out, n_subjects=args.subjects, images_per_subject=args.images_per_subject, image_size=size,
-        seed=args.seed, second_hand_p=getattr(args, "second_hand_p", DEFAULT_SECOND_HAND_P),
-        progress=not args.no_progress,
-    )
+def describe(stats: dict) -> str:
+    """What :func:`generate_synthetic_hagrid` wrote, in a few lines for the console."""
     sp = stats.get("splits", {})
     what = "reused" if stats.get("reused") else f"written in {stats.get('seconds', 0):.1f} s"
-    print(f"synthetic HaGRID-format demonstration set {what}: {stats['out_dir']}")
-    print(f"  {stats['n_images']} frames, {stats['n_hands']} hands ({stats['n_no_gesture']} no_gesture, "
-          f"{stats['n_empty_landmarks']} without landmarks), {stats['n_subjects']} subjects")
-    print("  " + ", ".join(f"{s}: {v['images']} frames / {v['subjects']} subjects" for s, v in sp.items()))
-    print("  NOTE: synthetic demonstration data; numbers measured on it are not HaGRID results.")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:  # python -m data_loaders.synth
-    p = argparse.ArgumentParser(description="Write the synthetic HaGRID-format demonstration set.")
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return "\n".join([
+        f"synthetic HaGRID-format demonstration set {what}: {stats['out_dir']}",
+        f"  {stats['n_images']} frames, {stats['n_hands']} hands ({stats['n_no_gesture']} no_gesture, "
+        f"{stats['n_empty_landmarks']} without landmarks), {stats['n_subjects']} subjects",
+        "  " + ", ".join(f"{s}: {v['images']} frames / {v['subjects']} subjects" for s, v in sp.items()),
+        "  NOTE: synthetic demonstration data; numbers measured on it are not HaGRID results.",
+    ])

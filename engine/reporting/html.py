@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from engine import plots
 from engine.metrics import Comparison
-from engine.results_table import (
+from engine.reporting import plots
+from engine.reporting.tables import (
     MODEL_ORDER,
     PAIRWISE_ALIGN,
     PAIRWISE_HEADERS,
@@ -613,24 +613,8 @@ def build_report(
     if _is_synthetic(note, meta.get("caption"), (ds or {}).get("dataset")):
         banner = ("These numbers come from a SYNTHETIC demonstration set, not from HaGRID: they show that the "
                   "pipeline runs end to end and say nothing about how well the models recognise real gestures.")
-    meta_line = (f"Generated {_dt.datetime.now().isoformat(timespec='seconds')} by engine.report.build_report "
+    meta_line = (f"Generated {_dt.datetime.now().isoformat(timespec='seconds')} by engine.reporting.html.build_report "
                  f"from the artefacts in {g.as_posix()}/; regenerate it rather than editing it.")
     html_path = atomic_write_text(od / "report.html", _render_html(title, r, banner, meta_line))
     md_path = atomic_write_text(od / "report.md", _render_md(title, r, banner, meta_line, od))
     return html_path, md_path
-
-
-# --------------------------------------------------------------------------- #
-# command line: hand-gestures report
-# --------------------------------------------------------------------------- #
-def add_arguments(p) -> None:
-    p.add_argument("--graphs-dir", default="graphs", help="artefacts written by evaluate/train/inspect")
-    p.add_argument("--out-dir", default="reports")
-    p.add_argument("--title", default="Hand-gesture classifiers on HaGRID")
-    p.add_argument("--dataset-note", help="which data the numbers come from (default: the evaluation caption)")
-
-
-def run(args) -> int:
-    html, md = build_report(args.graphs_dir, args.out_dir, title=args.title, dataset_note=args.dataset_note)
-    print(f"report: {html}\nmarkdown twin: {md}")
-    return 0

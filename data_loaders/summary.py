@@ -6,7 +6,6 @@ skeletons drawn on a few images, to see that coordinates line up).
 """
 from __future__ import annotations
 
-import argparse
 import io
 from collections import defaultdict
 from pathlib import Path
@@ -14,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from .errors import DataError
-from .hagrid import HagridAnnotations, HandRecord, add_dataset_arguments, class_set_from_args, load_hagrid
+from common.errors import DataError
+from common.files import atomic_write_bytes
+
+from .hagrid import HagridAnnotations, HandRecord
 from .hand_graph import HAND_BONES
-from .image_io import atomic_write_bytes, open_rgb
+from .images import open_rgb
 from .splits import find_subject_leaks
 
 SUMMARY_NAME = "data_summary.json"
@@ -197,25 +198,3 @@ def draw_samples(annotations: HagridAnnotations, out_png: str | Path, n: int = 1
     out_png = Path(out_png)
     atomic_write_bytes(out_png, buf.getvalue())
     return out_png
-
-
-# --------------------------------------------------------------------------- #
-# command line: `hand-gestures inspect`
-# --------------------------------------------------------------------------- #
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_dataset_arguments(parser)
-    parser.add_argument("--graphs-dir", type=Path, default=Path("graphs"),
-                        help=f"where {SUMMARY_NAME} and {SAMPLES_NAME} go (default: graphs)")
-    parser.add_argument("--samples", type=int, default=12, help="images in the sample grid (0: none; default 12)")
-    parser.add_argument("--seed", type=int, default=0, help="which sample images (default 0)")
-
-
-def run(args: argparse.Namespace) -> int:
-    ann = load_hagrid(args.data_dir, class_set_from_args(args))
-    summary = summarize(ann)
-    print(format_table(summary, split_totals(ann)))  # load_hagrid has logged its warnings
-    write_summary_json(summary, args.graphs_dir / SUMMARY_NAME)
-    print(f"wrote {args.graphs_dir / SUMMARY_NAME}")
-    if args.samples > 0 and ann.records:
-        print(f"wrote {draw_samples(ann, args.graphs_dir / SAMPLES_NAME, n=args.samples, seed=args.seed)}")
-    return 0

@@ -14,8 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from data_loaders.image_io import atomic_open
-from engine.results_table import to_float
+from common.files import atomic_open
+from engine.reporting.tables import to_float
 
 __all__ = [
     "plot_confusion",

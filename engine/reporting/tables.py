@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from data_loaders.image_io import atomic_write_text
+from common.files import atomic_write_text
 from engine.metrics import PAIR_FIELDS, ROW_FIELDS, Comparison
 
 __all__ = [
