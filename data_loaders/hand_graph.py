@@ -28,6 +28,9 @@ LANDMARK_NAMES = (
     "pinky_mcp", "pinky_pip", "pinky_dip", "pinky_tip",
 )
 
+#: Parent joint of each landmark along the kinematic chain (the wrist is its own parent).
+PARENTS: tuple[int, ...] = (0, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)
+
 #: MediaPipe HAND_CONNECTIONS (undirected), 21 bones.
 HAND_BONES: tuple[tuple[int, int], ...] = (
     (0, 1), (1, 2), (2, 3), (3, 4),          # thumb

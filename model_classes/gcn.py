@@ -2,7 +2,7 @@
 
 Input: ``batch["landmarks"]`` ``(B, 21, 2)``; node features built from it by
 ``node_features``: ``"xy"`` (2 per node, default) or ``"xy+bone"`` (4: the
-point and the vector from its parent joint, :data:`PARENTS`; zero at the wrist).
+point and the vector from its parent joint, :data:`data_loaders.hand_graph.PARENTS`; zero at the wrist).
 
 Graph: the 21 MediaPipe bones of :mod:`data_loaders.hand_graph` (plus the named
 ``extra_edges`` sets), self-loops added by the convolution, symmetric
@@ -54,8 +54,6 @@ from .registry import register_model
 NODE_FEATURES = {"xy": 2, "xy+bone": 4}
 READOUTS = ("weighted", "mean", "flatten")
 
-#: Parent joint of each MediaPipe landmark along the kinematic chain (wrist is its own parent).
-PARENTS: tuple[int, ...] = (0, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)
 
 
 def node_feature_tensor(landmarks: torch.Tensor, kind: str) -> torch.Tensor:
@@ -63,7 +61,7 @@ def node_feature_tensor(landmarks: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "xy":
         return landmarks
     if kind == "xy+bone":
-        parents = torch.tensor(PARENTS, device=landmarks.device)
+        parents = torch.tensor(hand_graph.PARENTS, device=landmarks.device)
         return torch.cat([landmarks, landmarks - landmarks[:, parents]], dim=-1)
     raise ValueError(f"unknown node_features {kind!r}; choose from {sorted(NODE_FEATURES)}")
 
