@@ -44,7 +44,7 @@ def main() -> None:
             dt = time.perf_counter() - t
             rates.append(s.n_written / dt)
             print(f"fresh run {k + 1}: {s.n_written} crops in {dt:.2f} s = {s.n_written / dt:.0f} crops/s "
-                  f"(workers={args.workers}, size={args.size}, skipped={s.skipped.total})")
+                  f"(workers={args.workers}, size={args.size}, skipped={s.skipped.total()})")
         t = time.perf_counter()
         s = crop_dataset(args.data_dir, out, class_set=cs, size=args.size, box_scale=args.box_scale,
                          workers=args.workers, progress=False)

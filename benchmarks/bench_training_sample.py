@@ -3,8 +3,9 @@
 Each of our models is paired with a seed-style baseline trained the same way:
 the seed's box normalisation of landmarks (MLP, GCN), the seed's mean-pooled
 GCN without joint identity, and the seed's CNN recipe (constant lr 1e-3, no
-augmentation). ResNet-34 trains from scratch (no ImageNet weights offline) for
-a few epochs; fusion starts from it and the GCN with frozen branches.
+augmentation). Our models train with the demo's CPU plan (``engine.recipes.CPU_PLAN``):
+ResNet-34 from scratch (no ImageNet weights offline) for a few epochs, fusion from it and
+the GCN with frozen branches.
 
     uv run python benchmarks/bench_training_sample.py [--data-dir ../shared/hagrid_sample] [--out /tmp/bench_sample]
 
@@ -13,6 +14,7 @@ Writes ``<out>/training_sample.md`` (the table below the command) and prints it.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from pathlib import Path
@@ -21,26 +23,31 @@ import torch
 
 from data_loaders.crop import crop_dataset
 from engine.evaluate import evaluate_checkpoints
+from engine.recipes import CPU_PLAN, DEMO_MODELS
 from engine.train import TrainConfig, fit
 
-LANDMARK_EPOCHS, LANDMARK_PATIENCE = 300, 50
 
+def _plan(model: str, **variant) -> dict:
+    """The demo's CPU plan for ``model`` (engine.recipes.CPU_PLAN), with a variant's changes."""
+    return {**copy.deepcopy(CPU_PLAN[model]), **variant}
+
+
+#: The seed's recipes, trained beside ours (run name, model, changes to the CPU plan).
+SEED_STYLE: dict[str, tuple[str, str, dict]] = {
+    "mlp": ("mlp_seed", "mlp", _plan("mlp", landmark_norm="bbox", augment=False)),
+    "gcn": ("gcn_seed", "gcn", _plan("gcn", landmark_norm="bbox", augment=False,
+                                     hparams={"readout": "mean", "node_embedding": False})),
+    "cnn": ("cnn_seed", "cnn", _plan("cnn", lr=1e-3, scheduler="none", weight_decay=0.0, augment=False, patience=0)),
+}
+
+#: Each model with the CPU plan, followed by its seed-style baseline where there is one.
 RUNS: list[tuple[str, str, dict]] = [
-    # run name, model, TrainConfig overrides
-    ("mlp", "mlp", dict(epochs=LANDMARK_EPOCHS, patience=LANDMARK_PATIENCE)),
-    ("mlp_seed", "mlp", dict(epochs=LANDMARK_EPOCHS, patience=LANDMARK_PATIENCE, landmark_norm="bbox", augment=False)),
-    ("gcn", "gcn", dict(epochs=LANDMARK_EPOCHS, patience=LANDMARK_PATIENCE)),
-    ("gcn_seed", "gcn", dict(epochs=LANDMARK_EPOCHS, patience=LANDMARK_PATIENCE, landmark_norm="bbox", augment=False,
-                             hparams={"readout": "mean", "node_embedding": False})),
-    ("cnn", "cnn", dict(epochs=60)),
-    ("cnn_seed", "cnn", dict(epochs=60, lr=1e-3, scheduler="none", weight_decay=0.0, augment=False, patience=0)),
-    ("resnet34", "resnet34", dict(epochs=5, hparams={"weights": None}, lr=1e-3, scheduler="onecycle")),
-    ("fusion", "fusion", dict(epochs=3, hparams={"freeze_branches": True}, lr=1e-3)),
+    run for model in DEMO_MODELS for run in [(model, model, _plan(model)), SEED_STYLE.get(model)] if run
 ]
 
 #: GCN variants (``--variants``): node features, extra edges and readout, same budget as ``gcn``.
 VARIANTS: list[tuple[str, str, dict]] = [
-    (name, "gcn", dict(epochs=LANDMARK_EPOCHS, patience=LANDMARK_PATIENCE, hparams=hp)) for name, hp in (
+    (name, "gcn", _plan("gcn", hparams=hp)) for name, hp in (
         ("gcn_bone", {"node_features": "xy+bone"}),
         ("gcn_edges", {"extra_edges": ["palm", "tips"]}),
         ("gcn_bone_edges", {"node_features": "xy+bone", "extra_edges": ["palm", "tips"]}),

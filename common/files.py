@@ -1,21 +1,29 @@
-"""Atomic file writes: a write lands whole under its final name or not at all.
+"""Atomic file writes (a write lands whole under its final name or not at all) and lock files.
 
 Every step that writes a file (crops, manifests, checkpoints, reports) goes through
 :func:`atomic_open`: the data goes to a temporary file in the target's own folder and is moved
 into place with ``os.replace``, so an interrupted run never leaves a half-written file under the
-final name and a resumed run may trust any file it finds.
+final name and a resumed run may trust any file it finds. :func:`exclusive_lock` makes a folder
+single-writer, so two runs never mix their files in it.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
+import socket
+import time
 from pathlib import Path
 from typing import IO, Iterator
+
+from .errors import DataError
 
 #: Prefix and suffix of temporary files; a stray one is the trace of an interrupted write.
 TMP_PREFIX = ".tmp-"
 TMP_SUFFIX = ".part"
+
+
 def is_temp_file(name: str) -> bool:
     """True for the name of a temporary file left by an interrupted :func:`atomic_open`."""
     return name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX)
@@ -62,3 +70,85 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically; returns the path."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _read_lock(path: Path) -> tuple[str, dict] | None:
+    """The text and fields of a lock file; None when it vanished; fields empty when unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        fields = json.loads(text)
+    except ValueError:
+        fields = {}
+    return text, fields if isinstance(fields, dict) else {}
+
+
+def _is_stale(holder: dict) -> bool:
+    """True when the holder ran on this host and its process is gone (a killed run)."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False  # another host (or an unreadable lock): we cannot tell, so it is held
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):  # alive under another user; an absurd pid is not ours to judge
+        return False
+    return False
+
+
+def _remove_if_mine(path: Path, text: str) -> bool:
+    """Delete the lock file only while it still holds ``text`` (never another run's lock)."""
+    current = _read_lock(path)
+    if current is None or current[0] != text:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return True
+
+
+def _describe(path: Path, holder: dict) -> str:
+    if not holder:
+        return f"an unreadable lock file {path}"
+    return f"pid {holder.get('pid')} on host {holder.get('host')}, since {holder.get('started')}"
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path, what: str) -> Iterator[str | None]:
+    """Hold the lock file ``path`` while the block runs; ``what`` (e.g. "crop run") names the holder's work.
+
+    The file is created with ``O_CREAT | O_EXCL`` and holds the pid, host and start time; it is
+    removed on every exit path. A lock whose process is gone on this host (a killed run) is taken
+    over, and the block gets a warning saying so (else None). A live holder, or one on another
+    host, is a :class:`DataError` naming it and how to clear a stale lock. Two runs taking over
+    the same stale lock in the same instant is the one race left.
+    """
+    path = Path(path)
+    text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S %z")})
+    warning = None
+    for _ in range(5):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            current = _read_lock(path)
+            if current is None:
+                continue  # released meanwhile: try again
+            if not _is_stale(current[1]):
+                raise DataError(path, f"another {what} holds this folder ({_describe(path, current[1])}); wait "
+                                f"for it to finish, or, if no such run is alive, delete {path}") from None
+            if _remove_if_mine(path, current[0]):
+                warning = f"took over the stale lock {path} of a {what} that is no longer alive " \
+                          f"({_describe(path, current[1])})"
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        break
+    else:
+        raise DataError(path, f"could not take the lock: other runs keep taking it; delete {path} "
+                        f"if no {what} is alive")
+    try:
+        yield warning
+    finally:
+        _remove_if_mine(path, text)

@@ -33,34 +33,15 @@ class AugmentConfig:
 
     @classmethod
     def from_recipe(cls, recipe: dict | None) -> "AugmentConfig | None":
-        """Read a model recipe's ``augment`` dict (``hflip``, ``max_rotation_deg``, ``scale``,
-        ``color_jitter`` = (brightness, contrast, saturation, hue), ``landmark_jitter``); None = off."""
+        """Read a model recipe's ``augment`` dict, written in this class's field names (lists become
+        tuples); None = off. An unknown key is an error listing the known ones."""
         if recipe is None:
             return None
-        fields_ = set(cls.__dataclass_fields__)
-        if set(recipe) <= fields_:  # already in this class's own terms
-            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items()})
-        known = {"hflip", "max_rotation_deg", "scale", "color_jitter", "translate", "landmark_jitter"}
+        known = set(cls.__dataclass_fields__)
         unknown = set(recipe) - known
         if unknown:
-            raise ValueError(f"unknown augmentation settings {sorted(unknown)}; known: {sorted(known | fields_)}")
-        out = cls()
-        if "hflip" in recipe:
-            out.flip_p = float(recipe["hflip"])
-        if "max_rotation_deg" in recipe:
-            out.rotation_deg = float(recipe["max_rotation_deg"])
-        if "scale" in recipe:
-            lo, hi = recipe["scale"]
-            out.scale_range = (float(lo), float(hi))
-        if "color_jitter" in recipe:
-            b, c, s, *_ = recipe["color_jitter"]
-            out.brightness, out.contrast, out.saturation = float(b), float(c), float(s)
-        if "translate" in recipe:
-            out.translate = float(recipe["translate"])
-        if "landmark_jitter" in recipe:
-            out.landmark_jitter = float(recipe["landmark_jitter"])
-        out.__post_init__()
-        return out
+            raise ValueError(f"unknown augmentation settings {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items()})
 
     def __post_init__(self) -> None:
         if self.rotation_deg > MAX_SAFE_ROTATION_DEG:

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from common.errors import DataError
 
-from .classes import ClassSet, make_class_set
+from .classes import DEFAULT_CLASSES, ClassSet, make_class_set
+from .crop import repair_command
 from .hand_table import HandTable
 from .images import IMAGE_NOT_FOUND, open_rgb
 from .manifest import MANIFEST_NAME
@@ -33,17 +34,28 @@ from .manifest import MANIFEST_NAME
 # --------------------------------------------------------------------------- #
 # raw per-hand fields
 # --------------------------------------------------------------------------- #
-def load_crop(path: str, size: int) -> np.ndarray:
-    """Read one crop as ``(3, size, size)`` uint8; DataError names a bad or missing file."""
+def load_crop(path: str, size: int, repair: str | None = None) -> np.ndarray:
+    """Read one crop as ``(3, size, size)`` uint8.
+
+    A missing or damaged file is a :class:`DataError` naming it and ``repair``, the command that
+    rebuilds it (:func:`~data_loaders.crop.repair_command`; by default one for the crop's folder).
+    """
     try:
         im = open_rgb(path)
     except DataError as e:
-        if e.problem == IMAGE_NOT_FOUND:
-            raise DataError(path, "crop file missing: rerun `hand-gestures crop` (it resumes)") from None
-        raise
+        what = "crop file missing" if e.problem == IMAGE_NOT_FOUND else f"damaged crop ({e.problem})"
+        p = Path(path)
+        fix = repair or f"hand-gestures crop --data-dir <HaGRID root> --out {p.parents[min(2, len(p.parents) - 1)]}"
+        raise DataError(path, f"{what}: `{fix}` rebuilds missing and damaged crops and keeps the others") from None
     if im.size != (size, size):
         im = im.resize((size, size), Image.BILINEAR)
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
+
+
+def _repair(table: HandTable) -> str | None:
+    """The command that rebuilds ``table``'s crops with their own settings, when it came from a crops folder."""
+    info = table.meta.get("crop_info")
+    return repair_command(info, table.crops_dir) if info and table.crops_dir is not None else None
 
 
 def load_crops(table: HandTable, size: int, progress: bool = False) -> torch.Tensor:
@@ -51,14 +63,14 @@ def load_crops(table: HandTable, size: int, progress: bool = False) -> torch.Ten
     if table.crop_paths is None:
         raise ValueError("this hand table has no crops; build it from a crop manifest")
     out = torch.empty((len(table), 3, size, size), dtype=torch.uint8)
-    paths = table.crop_paths
+    paths, repair = table.crop_paths, _repair(table)
     it = range(len(paths))
     if progress:
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc=f"loading {len(paths)} crops", unit="img", leave=False, disable=None)
     for i in it:
-        out[i] = torch.from_numpy(load_crop(paths[i], size))
+        out[i] = torch.from_numpy(load_crop(paths[i], size, repair))
     return out
 
 
@@ -148,6 +160,7 @@ class CropDataset(Dataset):
         if self.paths is None:
             raise ValueError("this hand table has no crops; build it from a crop manifest")
         self.size = size
+        self.repair = _repair(table)
         self.fields = fields(table, landmark_norm)
 
     def __len__(self) -> int:
@@ -155,7 +168,7 @@ class CropDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         out = {k: v[i] for k, v in self.fields.items()}
-        out["image"] = torch.from_numpy(load_crop(self.paths[i], self.size))
+        out["image"] = torch.from_numpy(load_crop(self.paths[i], self.size, self.repair))
         return out
 
 
@@ -214,7 +227,7 @@ def load_hand_table(
     crops_dir: str | Path,
     data_dir: str | Path | None = None,
     *,
-    classes: str = "hagrid18",
+    classes: str = DEFAULT_CLASSES,
     include_no_gesture: bool = False,
     need_images: bool = True,
     class_names: Sequence[str] | None = None,
@@ -263,10 +276,16 @@ def make_batches(
     num_workers: int = 2,
     in_memory: str = "auto",
     progress: bool = False,
+    split: str | None = None,
 ):
-    """Batches of dicts for ``table``: tensors on the device when they fit, else a crop DataLoader."""
+    """Batches of dicts for ``table``: tensors on the device when they fit, else a crop DataLoader.
+
+    ``split`` names the table's split in the error raised when it has no hands.
+    """
     if len(table) == 0:
-        raise DataError(str(table.meta.get("source", "hand table")), "no hands to batch (empty split?)")
+        what = f"no hands of split {split!r} to batch" if split else "no hands to batch"
+        raise DataError(str(table.meta.get("source", "hand table")),
+                        f"{what} (is the split empty, or are its hands unusable by this model?)")
     needs_image = "image" in inputs
     if needs_image and (in_memory == "no" or (in_memory == "auto" and not fits_in_memory(len(table), image_size))):
         return crop_loader(table, image_size, landmark_norm, batch_size, shuffle=shuffle, seed=seed,

@@ -7,7 +7,7 @@ the defaults change.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from common.errors import DataError
 
@@ -41,6 +41,8 @@ ORIENTATION_PAIRS: tuple[tuple[str, str], ...] = (
 )
 
 _PRESETS = {"hagrid18": GESTURES_18, "hagrid33": GESTURES_33}
+#: The class set every step uses unless told otherwise: the 18 gestures.
+DEFAULT_CLASSES = "hagrid18"
 
 
 @dataclass(frozen=True)
@@ -81,23 +83,26 @@ class ClassSet:
         return list(self.names)
 
 
+def class_names(spec: str | Sequence[str]) -> list[str]:
+    """The names a ``--classes`` value stands for, in order: a preset (``hagrid18``, ``hagrid33``), a
+    comma-separated list, or a sequence of names. Unchecked: callers say which names are valid."""
+    if not isinstance(spec, str):
+        return list(spec)
+    return list(_PRESETS[spec]) if spec in _PRESETS else [s.strip() for s in spec.split(",") if s.strip()]
+
+
 def make_class_set(
-    spec: str | Sequence[str] = "hagrid18", include_no_gesture: bool = False
+    spec: str | Sequence[str] = DEFAULT_CLASSES, include_no_gesture: bool = False
 ) -> ClassSet:
-    """Build a class set from a preset name (``hagrid18``, ``hagrid33``), a
-    comma-separated list, or a sequence of names. ``no_gesture`` is appended
+    """Build a class set from :func:`class_names` of ``spec``. ``no_gesture`` is appended
     last when asked for, so the gesture ids do not move."""
-    if isinstance(spec, str):
-        names: Iterable[str] = _PRESETS[spec] if spec in _PRESETS else [s.strip() for s in spec.split(",") if s.strip()]
-    else:
-        names = spec
-    names = [n for n in names if n != NO_GESTURE]
+    names = [n for n in class_names(spec) if n != NO_GESTURE]
     if include_no_gesture:
         names.append(NO_GESTURE)
     return ClassSet(tuple(names))
 
 
-def checked_class_set(spec: str | Sequence[str] = "hagrid18", include_no_gesture: bool = False) -> ClassSet:
+def checked_class_set(spec: str | Sequence[str] = DEFAULT_CLASSES, include_no_gesture: bool = False) -> ClassSet:
     """:func:`make_class_set` for user input: a misspelt class is an error naming ``--classes``,
     not an empty class."""
     try:
@@ -107,5 +112,5 @@ def checked_class_set(spec: str | Sequence[str] = "hagrid18", include_no_gesture
     unknown = [n for n in cs.names if n not in KNOWN_LABELS]
     if unknown:
         raise DataError("--classes", f"unknown class(es) {', '.join(unknown)}; HaGRID labels are "
-                        f"{', '.join(sorted(KNOWN_LABELS))}; presets: hagrid18, hagrid33")
+                        f"{', '.join(sorted(KNOWN_LABELS))}; presets: {', '.join(_PRESETS)}")
     return cs

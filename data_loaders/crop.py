@@ -7,45 +7,52 @@ leaves the image, and resized to ``size``. Hands are grouped by image so each
 image is decoded once, at the smallest JPEG draft scale that still gives the
 crop at least ``size`` pixels per side.
 
-Resumable: a crop file that exists is kept (only its image header is read to
-fill the manifest line); every file is written atomically, so an existing file
-is always complete. A crops folder is only resumed from the same dataset
-(``source``) with the same pixel settings. A run over some splits (``--splits
-val``) keeps the manifest lines of the other splits and replaces those of its
-own; the manifest is written as a stream, never held whole in memory.
+Resumable: a crop file that exists and is a whole JPEG (:func:`crop_is_whole`,
+no decoding) is kept, only its image header is read to fill the manifest line;
+a damaged one is written again. Every file is written atomically. One run at a
+time writes a folder (its lock file, ``.crop.lock``), and a crops folder is only
+resumed from the same dataset (``source``) with the same pixel settings. A run
+over some splits (``--splits val``) keeps the manifest lines of the other splits
+and replaces those of its own; the manifest is written as a stream, never held
+whole in memory.
 
 Workers never raise and never grow without bound: a missing, corrupt or
 truncated image (any exception PIL raises for it), a box with no pixel in the
 image, or a box reaching implausibly far past it (which would otherwise mean a
 padded square of GBs) becomes a counted skip naming the file and uuid, listed in
 ``skipped.csv`` and in the summary; any other exception in a worker (e.g. a full
-disk) is a ``crop_error`` skip of the hands concerned. :func:`cut_square` copies
-only the part of the square inside the image, so a worker's memory is bounded by
-the decoded image and the output, whatever the box.
+disk) is a ``crop_error`` skip of the hands concerned; a run that crops no hand
+at all is an error, not an empty success. :func:`cut_square` copies only the
+part of the square inside the image, so a worker's memory is bounded by the
+decoded image and the output, whatever the box.
 """
 from __future__ import annotations
 
 import csv
 import io
 import itertools
+import logging
 import math
 import os
+import shlex
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from multiprocessing import Pool
+from numbers import Integral
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from common.errors import DataError
-from common.files import atomic_write_text, is_temp_file
+from common.errors import DataError, UsageError
+from common.files import atomic_write_text, exclusive_lock, is_temp_file
 
-from .classes import ClassSet, make_class_set
+from .classes import GESTURES_18, GESTURES_33, NO_GESTURE, ClassSet, make_class_set
 from .hagrid import (
+    SPLITS,
     HagridAnnotations,
     HandRecord,
     SkipLog,
@@ -71,6 +78,10 @@ RESAMPLE = "bicubic"
 FILL = 0  # PIL's crop pads with 0 (black) outside the image
 
 WRITTEN, REUSED, SKIPPED = "written", "reused", "skipped"
+REPAIRED = "damaged_crop"  # the reason of a written result that replaced a damaged crop (detail: its path)
+LOCK_NAME = ".crop.lock"  # held while a run writes the folder: one writer at a time
+
+log = logging.getLogger(__name__)
 
 
 def default_workers() -> int:
@@ -209,9 +220,25 @@ def _image_problem(e: DataError) -> str:
     return "missing_image" if e.problem == IMAGE_NOT_FOUND else "corrupt_image"
 
 
+def crop_is_whole(path: str | Path) -> bool:
+    """Whether a crop file is a complete JPEG: SOI (FF D8) first, EOI (FF D9) last.
+
+    Cheap (two small reads, no decoding), so a resumed run can check every crop it keeps:
+    it catches the empty and truncated files a full disk or an interrupted copy leaves.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+            f.seek(-2, os.SEEK_END)  # OSError for a file under 2 bytes
+            return head == b"\xff\xd8" and f.read(2) == b"\xff\xd9"
+    except OSError:
+        return False
+
+
 def _crop_image(path: str, hands: list[Hand], *, size: int, box_scale: float, quality: int,
                 overwrite: bool) -> list[Result]:
-    todo = [h for h in hands if overwrite or not os.path.exists(h[1])]
+    damaged = {i for i, dest, _ in hands if not overwrite and os.path.exists(dest) and not crop_is_whole(dest)}
+    todo = [h for h in hands if overwrite or h[0] in damaged or not os.path.exists(h[1])]
     todo_idx = {h[0] for h in todo}
     img = None
     try:
@@ -239,7 +266,7 @@ def _crop_image(path: str, hands: list[Hand], *, size: int, box_scale: float, qu
         except Exception as e:  # e.g. disk full: this hand only, the others may still be fine
             out.append((i, SKIPPED, wh, None, "crop_error", f"{type(e).__name__}: {e}"))
             continue
-        out.append((i, WRITTEN, wh, box, "", ""))
+        out.append((i, WRITTEN, wh, box, *((REPAIRED, dest) if i in damaged else ("", ""))))
     return out
 
 
@@ -260,6 +287,7 @@ class CropSummary:
     annotation_degraded: SkipLog = field(default_factory=SkipLog)  # kept without landmarks
     excluded: SkipLog = field(default_factory=lambda: SkipLog(entries=None))  # outside the class set
     kept: Counter = field(default_factory=Counter)  # (split, label) -> manifest lines kept from earlier runs
+    repaired: list[str] = field(default_factory=list)  # damaged crops (truncated, empty) written again
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -300,7 +328,7 @@ class CropSummary:
                            ("hands kept without landmarks", self.annotation_degraded),
                            ("excluded by the class set (not errors)", self.excluded)):
             if log.counts:
-                out.append(f"{title}: {log.total}")
+                out.append(f"{title}: {log.total()}")
                 out.extend("  " + line for line in log.summary_lines())
         if not self.skipped.counts and not self.annotation_skipped.counts:
             out.append("skipped hands: none")
@@ -310,6 +338,8 @@ class CropSummary:
                 by_split[split] += n
             out.append("manifest lines kept from earlier runs (splits not cropped now): "
                        + ", ".join(f"{sp} {n}" for sp, n in by_split.items()))
+        if self.repaired:
+            out.append(f"damaged crops written again: {len(self.repaired)} (e.g. {self.repaired[0]})")
         out.extend(f"warning: {w}" for w in self.warnings)
         return out
 
@@ -402,49 +432,56 @@ def write_skipped_csv(path: Path, summary: CropSummary) -> int:
     return n
 
 
-def crop_dataset(
-    data_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    class_set: ClassSet | None = None,
-    size: int = DEFAULT_SIZE,
-    box_scale: float = DEFAULT_BOX_SCALE,
-    workers: int | None = None,
-    splits: Sequence[str] | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    annotations: HagridAnnotations | None = None,
-) -> CropSummary:
-    """Crop every hand of ``class_set`` in ``data_dir`` into ``out_dir``; see the module docstring.
+def repair_command(crop_info: Mapping, crops_dir: str | Path) -> str:
+    """The ``hand-gestures crop`` command that resumes ``crops_dir`` with its own settings (from its
+    ``crop_info``): it keeps the good crops and rebuilds missing or damaged ones."""
+    names = [c for c in crop_info.get("class_names", ()) if c != NO_GESTURE]
+    args = ["hand-gestures", "crop", "--data-dir", str(crop_info.get("source") or "<HaGRID root>"),
+            "--out", str(crops_dir)]
+    if tuple(names) != GESTURES_18:
+        args += ["--classes", "hagrid33" if tuple(names) == GESTURES_33 else ",".join(names)]
+    if NO_GESTURE in crop_info.get("class_names", ()):
+        args.append("--include-no-gesture")
+    if crop_info.get("size", DEFAULT_SIZE) != DEFAULT_SIZE:
+        args += ["--size", str(crop_info["size"])]
+    if crop_info.get("box_scale", DEFAULT_BOX_SCALE) != DEFAULT_BOX_SCALE:
+        args += ["--box-scale", str(crop_info["box_scale"])]
+    return " ".join(shlex.quote(a) for a in args)
 
-    Writes ``<out>/<split>/<label>/<uuid>_<hand>.jpg``, ``manifest.jsonl``,
-    ``crop_info.json`` and ``skipped.csv``. ``annotations`` may be passed when
-    already loaded (same class set and splits). Returns the summary.
+
+def _check_arguments(size: int, box_scale: float) -> None:
+    """Refuse settings that can crop nothing (an infinite square overflows, a NaN compares false)."""
+    if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
+        raise UsageError(f"--size must be a whole number >= 1, got {size!r}")
+    if not 0 < box_scale < math.inf:
+        raise UsageError(f"--box-scale must be a finite number > 0, got {box_scale!r}")
+
+
+@dataclass
+class _Plan:
+    """What a run keeps of the folder's earlier runs, decided under its lock."""
+
+    info: CropInfo  # this run's settings; written before any crop
+    redo: set[str] | None  # splits whose manifest lines this run replaces (None: it replaces the manifest)
+    new_keys: set[str]  # hands this run crops, when it keeps other lines
+    kept: Counter  # (split, label) -> manifest lines kept
+    warnings: list[str]
+
+
+def _prepare(out_dir: Path, info: CropInfo, ann: HagridAnnotations, splits: Sequence[str] | None,
+             overwrite: bool) -> _Plan:
+    """Check the folder's settings, count the manifest lines this run keeps, write ``crop_info``.
+
+    A run over some splits keeps the other splits' lines (read here once, so a broken manifest
+    fails now, not after the cropping); a run over all splits replaces the manifest.
     """
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    if not box_scale > 0:
-        raise ValueError(f"box_scale must be > 0, got {box_scale}")
-    t0 = time.perf_counter()
-    data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
-    class_set = class_set or make_class_set()
-    ann = annotations if annotations is not None else load_hagrid(data_dir, class_set, splits=splits)
-    records = ann.records
-    if not records:
-        raise DataError(data_dir, f"no hands of the class set ({', '.join(class_set.names)}) found"
-                        + (f" in split(s) {', '.join(splits)}" if splits else ""))
-    info = CropInfo(size=size, box_scale=float(box_scale), class_names=class_set.to_list(), source=str(data_dir),
-                    format=ann.format, quality=JPEG_QUALITY, resample=RESAMPLE, fill=FILL,
-                    splits=list(splits) if splits else None)
     previous = _check_settings(out_dir, info, overwrite)
-    # a run over some splits keeps the other splits' lines of the manifest (read here once, so a broken
-    # manifest fails now, not after the cropping); a run over all splits replaces the manifest
     redo = set(splits) if splits and previous is not None else None
-    new_keys = {r.key for r in records} if redo is not None else set()
+    new_keys = {r.key for r in ann.records} if redo is not None else set()
     kept: Counter = Counter()
     for e in _kept_lines(out_dir / MANIFEST_NAME, redo, new_keys):
         kept[e["split"], e["label"]] += 1
-    warnings = list(ann.warnings)
+    warnings = list(ann.warnings) + _missing_splits(ann, splits)
     if splits and previous is None and (out_dir / MANIFEST_NAME).is_file():
         warnings.append(f"the manifest's lines of splits other than {', '.join(splits)} were dropped: "
                         "they were made from another dataset or with other settings")
@@ -454,11 +491,21 @@ def crop_dataset(
         info.class_names += [c for c in dict.fromkeys(order) if c in extra]
         warnings.append(f"manifest lines kept from earlier runs hold class(es) {', '.join(extra)} outside this "
                         f"run's class set; {CROP_INFO_NAME} lists them after it")
-    out_dir.mkdir(parents=True, exist_ok=True)
     if previous is not None:
         info.counts = previous.counts  # the old manifest stays in place until this run replaces it
     write_crop_info(out_dir, info)  # first, so an interrupted run is checked on resume
+    return _Plan(info, redo, new_keys, kept, warnings)
 
+
+def _missing_splits(ann: HagridAnnotations, splits: Sequence[str] | None) -> list[str]:
+    """A warning for each split asked for (every standard split when none is named) that got no hands."""
+    got = set(ann.splits)
+    return [f"split {s}: no hands of the class set found under {ann.root} (its annotation folder or file is "
+            "missing or empty); the crops have no such split" for s in (splits or SPLITS) if s not in got]
+
+
+def _make_tasks(records: Sequence[HandRecord], out_dir: Path) -> list[tuple[str, list[Hand]]]:
+    """One task per image (each image is decoded once), its crop folders made, stray temp files gone."""
     by_image: dict[Path, list[int]] = defaultdict(list)
     for i, r in enumerate(records):
         by_image[r.image_path].append(i)
@@ -466,11 +513,14 @@ def crop_dataset(
     _remove_stray_temp_files([out_dir, *dirs])
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
-    tasks = [(str(p), [(i, str(out_dir / crop_path(records[i])), records[i].bbox) for i in idx])
-             for p, idx in by_image.items()]
-    settings = {"size": size, "box_scale": float(box_scale), "quality": JPEG_QUALITY, "overwrite": overwrite}
+    return [(str(p), [(i, str(out_dir / crop_path(records[i])), records[i].bbox) for i in idx])
+            for p, idx in by_image.items()]
 
-    results: list[Result | None] = [None] * len(records)
+
+def _run_tasks(tasks: list[tuple[str, list[Hand]]], n_hands: int, settings: dict, workers: int | None,
+               progress: bool) -> list[Result]:
+    """Every task through :func:`crop_image` (in a process pool when more than one worker); results by hand."""
+    results: list[Result | None] = [None] * n_hands
     n_workers = default_workers() if workers is None else max(1, workers)
     # the pool forks before the progress bar starts its monitor thread (fork with threads is unsafe)
     pool = Pool(n_workers, initializer=_init_worker, initargs=(settings,)) if n_workers > 1 else None
@@ -492,27 +542,89 @@ def crop_dataset(
         if pool is not None:
             pool.terminate()  # all results are in (or we are unwinding): stop the workers now
             pool.join()
+    return results
 
-    summary = CropSummary(out_dir=out_dir, splits=ann.splits, class_names=class_set.to_list(),
-                          annotation_skipped=ann.skipped, annotation_degraded=ann.degraded,
-                          excluded=ann.excluded, kept=kept, warnings=warnings)
 
+def _write_outputs(out_dir: Path, records: Sequence[HandRecord], results: Sequence[Result], plan: _Plan,
+                   summary: CropSummary) -> None:
+    """The manifest (streamed, kept lines first), ``skipped.csv`` and the final ``crop_info`` counts."""
     def new_lines() -> Iterator[dict]:  # counts each hand in the summary as its line is written
-        for r, res in zip(records, results):
-            _, status, wh, box, reason, detail = res
+        for r, (_, status, wh, box, reason, detail) in zip(records, results):
             if status == SKIPPED:
                 summary.skipped.add(reason, r.image_path, r.uuid, detail, hand=r.hand)
                 continue
+            if reason == REPAIRED:
+                summary.repaired.append(detail)
             (summary.written if status == WRITTEN else summary.reused)[r.split, r.label] += 1
             yield _manifest_entry(r, wh, box)
 
     write_manifest(out_dir / MANIFEST_NAME, itertools.chain(
-        _kept_lines(out_dir / MANIFEST_NAME, redo, new_keys), new_lines()))  # streamed; replaced atomically
+        _kept_lines(out_dir / MANIFEST_NAME, plan.redo, plan.new_keys), new_lines()))  # replaced atomically
     write_skipped_csv(out_dir / SKIPPED_NAME, summary)
+    info = plan.info
     info.counts = {}  # of the whole manifest: kept splits, then this run's
-    for (sp, c), n in kept.items():
+    for (sp, c), n in plan.kept.items():
         info.counts.setdefault(sp, dict.fromkeys(info.class_names, 0))[c] = n
     info.counts.update({sp: {c: summary.crops(sp, c) for c in info.class_names} for sp in summary.splits})
     write_crop_info(out_dir, info)
+
+
+def _fail_if_empty(summary: CropSummary, data_dir: Path) -> None:
+    """A run that had hands to crop and produced no crop is a failure, not an empty success."""
+    if summary.n_crops:
+        return
+    log = summary.skipped
+    reasons = ", ".join(f"{reason} {n}" for reason, n in log.counts.most_common())
+    example = next((ex[0] for ex in log.examples.values() if ex), "")
+    raise DataError(data_dir, f"nothing was cropped: all {log.total()} hands were skipped ({reasons}"
+                    + (f"; e.g. {example}" if example else "") + f"); every hand is listed in "
+                    f"{summary.out_dir / SKIPPED_NAME}")
+
+
+def crop_dataset(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    class_set: ClassSet | None = None,
+    size: int = DEFAULT_SIZE,
+    box_scale: float = DEFAULT_BOX_SCALE,
+    workers: int | None = None,
+    splits: Sequence[str] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    annotations: HagridAnnotations | None = None,
+) -> CropSummary:
+    """Crop every hand of ``class_set`` in ``data_dir`` into ``out_dir``; see the module docstring.
+
+    Writes ``<out>/<split>/<label>/<uuid>_<hand>.jpg``, ``manifest.jsonl``,
+    ``crop_info.json`` and ``skipped.csv``, holding ``<out>/.crop.lock`` meanwhile.
+    ``annotations`` may be passed when already loaded (same class set and splits).
+    Returns the summary; a run that crops no hand at all raises :class:`DataError`.
+    """
+    _check_arguments(size, box_scale)
+    t0 = time.perf_counter()
+    data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
+    class_set = class_set or make_class_set()
+    ann = annotations if annotations is not None else load_hagrid(data_dir, class_set, splits=splits)
+    if not ann.records:
+        raise DataError(data_dir, f"no hands of the class set ({', '.join(class_set.names)}) found"
+                        + (f" in split(s) {', '.join(splits)}" if splits else ""))
+    info = CropInfo(size=size, box_scale=float(box_scale), class_names=class_set.to_list(), source=str(data_dir),
+                    format=ann.format, quality=JPEG_QUALITY, resample=RESAMPLE, fill=FILL,
+                    splits=list(splits) if splits else None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out_dir / LOCK_NAME, "crop run") as took_over:
+        plan = _prepare(out_dir, info, ann, splits, overwrite)  # under the lock: no other run changes them
+        if took_over:
+            log.warning(took_over)
+            plan.warnings.append(took_over)
+        tasks = _make_tasks(ann.records, out_dir)
+        settings = {"size": size, "box_scale": float(box_scale), "quality": JPEG_QUALITY, "overwrite": overwrite}
+        results = _run_tasks(tasks, len(ann.records), settings, workers, progress)
+        summary = CropSummary(out_dir=out_dir, splits=ann.splits, class_names=class_set.to_list(),
+                              annotation_skipped=ann.skipped, annotation_degraded=ann.degraded,
+                              excluded=ann.excluded, kept=plan.kept, warnings=plan.warnings)
+        _write_outputs(out_dir, ann.records, results, plan, summary)
     summary.seconds = time.perf_counter() - t0
+    _fail_if_empty(summary, data_dir)
     return summary

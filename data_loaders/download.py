@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 from common.errors import DataError
 
-from .classes import GESTURES_18, GESTURES_33, KNOWN_LABELS, NO_GESTURE
+from .classes import GESTURES_18, GESTURES_33, KNOWN_LABELS, NO_GESTURE, class_names
 from .hagrid import SPLITS, V1_ANNOTATION_DIRS
 
 DOC = "docs/getting_hagrid.md"
@@ -152,8 +152,7 @@ def archives_for(version: str, subset: str, classes: Sequence[str]) -> list[Arch
 def parse_classes(spec: str, version: str) -> list[str]:
     """``--classes``: a preset (hagrid18, hagrid33, all) or comma-separated names valid for ``version``."""
     available = list(GESTURES_18) if version == "v1" else list(GESTURES_33) + [NO_GESTURE]
-    presets = {"hagrid18": list(GESTURES_18), "hagrid33": list(GESTURES_33), "all": available}
-    names = presets.get(spec) or [s.strip() for s in spec.split(",") if s.strip()]
+    names = available if spec == "all" else class_names(spec)
     if not names:
         raise DownloadError("--classes", "no class given")
     unknown = [n for n in names if n not in available]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import json
 import logging
 import os
 from collections import Counter, defaultdict
@@ -31,14 +32,16 @@ import orjson
 from common.errors import DataError
 
 from .classes import KNOWN_LABELS, NO_GESTURE, ClassSet, make_class_set
+from .hand_graph import NUM_NODES
+from .images import IMAGE_NOT_FOUND
 from .splits import UNKNOWN_GROUP_SPLIT, split_by_subject
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 V1_ANNOTATION_DIRS = {"ann_train_val": "train_val", "ann_test": "test", "ann_subsample": "subsample"}
-NUM_LANDMARKS = 21
 MAX_EXAMPLES = 5  # named examples kept per skip reason
+IMAGE_SEARCH_DEPTH = 3  # folder levels below the root searched for class image folders
 #: How far (in image widths/heights) a box may reach past the image and still be cropped. Beyond it
 #: the box is an annotation error, and its padded square would be huge (GBs for [-5, -5, 10, 10]).
 BOX_MARGIN = 0.5
@@ -152,7 +155,7 @@ def detect_format(root: str | Path) -> str:
     )
 
 
-def _image_dirs(root: Path, classes: Iterable[str], max_depth: int = 3) -> dict[str, list[Path]]:
+def _image_dirs(root: Path, classes: Iterable[str], max_depth: int) -> dict[str, list[Path]]:
     """Find the folders that hold each class's images.
 
     Accepts ``<anything>/<class>/`` and the v1 archive names ``train_val_<class>/``
@@ -190,18 +193,15 @@ class _ImageLocator:
 
     def __init__(self, root: Path, classes: Iterable[str]):
         self.root = root
-        self.dirs = _image_dirs(root, classes)
+        self.dirs = _image_dirs(root, classes, IMAGE_SEARCH_DEPTH)
         self._members: dict[str, dict[str, Path]] = {}
-
-    def path(self, cls: str, uuid: str) -> Path:
-        return self.resolver(cls)(uuid)
+        self.unfound: Counter = Counter()  # class -> images of a class no folder was found for
 
     def resolver(self, cls: str) -> Callable[[str], Path]:
         """A uuid -> path function for one class folder (resolved once per annotation file)."""
         dirs = self.dirs.get(cls)
         if not dirs:
-            missing = self.root / "images" / cls  # reported missing by whoever opens it
-            return lambda uuid: missing / f"{uuid}.jpg"
+            return self._unfound_resolver(cls)
         if len(dirs) == 1:
             d = dirs[0]
             return lambda uuid: d / f"{uuid}.jpg"
@@ -216,40 +216,84 @@ class _ImageLocator:
         first = dirs[0]
         return lambda uuid: members.get(uuid) or first / f"{uuid}.jpg"
 
+    def _unfound_resolver(self, cls: str) -> Callable[[str], Path]:
+        """Paths where a class without a folder would sit (beside the other classes' folders), counted
+        so :meth:`unfound_warnings` can say what was searched; opening them reports a missing image."""
+        expected = self.image_parents()[:1] or [self.root]
+        folder = expected[0] / cls
+
+        def path(uuid: str) -> Path:
+            self.unfound[cls] += 1
+            return folder / f"{uuid}.jpg"
+        return path
+
+    def image_parents(self) -> list[Path]:
+        """The folders that hold the class folders found."""
+        return sorted({d.parent for ds in self.dirs.values() for d in ds})
+
+    def unfound_warnings(self) -> list[str]:
+        """What was searched for the classes whose images were wanted but whose folder was not found:
+        one line per class, or one line in all when no class folder was found."""
+        searched = f"searched up to {IMAGE_SEARCH_DEPTH} levels below {self.root} for"
+        found = self.image_parents()
+        if not found and self.unfound:
+            return [f"{self.root}: no image folders found ({sum(self.unfound.values())} images of "
+                    f"{len(self.unfound)} classes will be missing): {searched} <class>/, train_val_<class>/ or "
+                    "test_<class>/"]
+        where = f"; the other classes' folders are in {', '.join(map(str, found))}"
+        return [f"{self.root}: no image folder for class {cls!r} ({n} images will be missing): {searched} "
+                f"{cls}/, train_val_{cls}/ or test_{cls}/{where}" for cls, n in sorted(self.unfound.items())]
+
 
 # --------------------------------------------------------------------------- #
 # parsing
 # --------------------------------------------------------------------------- #
 def read_annotation_file(path: Path) -> dict:
-    """Parse one per-class annotation file, raising :class:`DataError` on any problem."""
+    """Parse one per-class annotation file, raising :class:`DataError` on any problem.
+
+    orjson (fast) first; a file it rejects is retried with the standard library, which also
+    reads the ``NaN`` and ``Infinity`` that Python's ``json.dumps`` writes (the hands holding
+    them are skipped or degraded later, one by one, instead of losing the whole file).
+    """
     try:
-        data = orjson.loads(path.read_bytes())
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(path, "annotation file not found") from None
     except IsADirectoryError:
         raise DataError(path, "annotation path is a directory") from None
+    try:
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        raise DataError(path, f"malformed or truncated JSON ({e})") from None
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise DataError(path, f"malformed or truncated JSON ({e})") from None
     if not isinstance(data, dict):
         raise DataError(path, f"expected a JSON object {{uuid: record}}, got {type(data).__name__}")
     return data
 
 
 def _parse_landmarks(raw: object) -> np.ndarray | None | str:
-    """Return (21,2) float32, None for an empty list, or a string saying what is wrong."""
+    """``(21, 2)`` float32 from 21 points ``[x, y]`` (more coordinates, e.g. MediaPipe's ``z``, are
+    dropped), None for an empty list, or a string saying what is wrong."""
     if raw is None or (isinstance(raw, list) and len(raw) == 0):
         return None
+    if type(raw) is not list or len(raw) != NUM_NODES:
+        n = f"{len(raw)} points" if type(raw) is list else f"a {type(raw).__name__}"
+        return f"expected {NUM_NODES}x2 landmarks, got {n}"
+    bad = next((i for i, pt in enumerate(raw) if type(pt) is not list or len(pt) < 2), None)
+    if bad is not None:
+        return f"landmark {bad} is {raw[bad]!r}, not a point [x, y] or [x, y, z]"
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is reported below
-            arr = np.asarray(raw, dtype=np.float32)
+            arr = np.array([pt[:2] for pt in raw], dtype=np.float32)
     except (TypeError, ValueError):
         return "landmarks are not numbers"
-    if arr.ndim != 2 or arr.shape[0] != NUM_LANDMARKS or arr.shape[1] < 2:
-        return f"expected {NUM_LANDMARKS}x2 landmarks, got shape {arr.shape}"
-    arr = arr[:, :2]
+    if arr.shape != (NUM_NODES, 2):
+        return "landmarks are not numbers"
     if not np.isfinite(arr).all():
         return "landmarks contain NaN or inf"
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 def _landmark_array(raws: list) -> np.ndarray | None:
@@ -261,16 +305,16 @@ def _landmark_array(raws: list) -> np.ndarray | None:
     """
     flat = itertools.chain.from_iterable
     try:
-        if set(map(len, raws)) != {NUM_LANDMARKS}:
+        if set(map(len, raws)) != {NUM_NODES}:
             return None
         dims = set(map(len, flat(raws)))
         if len(dims) != 1 or (k := dims.pop()) < 2:
             return None
         with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is reported by the caller
-            arr = np.fromiter(flat(flat(raws)), np.float32, count=len(raws) * NUM_LANDMARKS * k)
+            arr = np.fromiter(flat(flat(raws)), np.float32, count=len(raws) * NUM_NODES * k)
     except (TypeError, ValueError):
         return None
-    return np.ascontiguousarray(arr.reshape(-1, NUM_LANDMARKS, k)[:, :, :2])
+    return np.ascontiguousarray(arr.reshape(-1, NUM_NODES, k)[:, :, :2])
 
 
 def _attach_landmarks(recs: list[HandRecord], raws: list, source: Path, degraded: SkipLog) -> None:
@@ -341,76 +385,123 @@ def parse_records(
     ``strings`` shares repeated strings (user ids) across files to save memory.
     This loop runs ~550k times on full HaGRID: keep per-record work minimal.
     """
-    excluded = excluded if excluded is not None else SkipLog(entries=None)
-    src = str(source)
-    image_path_for = locator.resolver(image_class)
-    names = {n: n for n in class_set.names}  # canonical label strings: one object per class
-    strings = {} if strings is None else strings
-    out: list[HandRecord] = []
-    lm_recs: list[HandRecord] = []
-    lm_raws: list = []
+    f = _FileParser(source, split, class_set, locator.resolver(image_class), landmark_key, skipped, degraded,
+                    excluded if excluded is not None else SkipLog(entries=None), {} if strings is None else strings)
     for uuid, rec in data.items():
+        boxes_labels = f.checked(uuid, rec, seen)
+        if boxes_labels is not None:
+            f.add_image(uuid, rec, *boxes_labels)
+    _attach_landmarks(f.lm_recs, f.lm_raws, source, degraded)
+    return f.out
+
+
+class _FileParser:
+    """The steps of :func:`parse_records`, sharing one annotation file's state: where its hands come
+    from, the logs they are counted in, and the hands (and landmark lists) read so far."""
+
+    def __init__(self, source: Path, split: str, class_set: ClassSet, image_path_for: Callable[[str], Path],
+                 landmark_key: str, skipped: SkipLog, degraded: SkipLog, excluded: SkipLog,
+                 strings: dict[str, str]) -> None:
+        self.source, self.src, self.split = source, str(source), split
+        self.names = {n: n for n in class_set.names}  # canonical label strings: one object per class
+        self.image_path_for, self.landmark_key = image_path_for, landmark_key
+        self.skipped, self.degraded, self.excluded, self.strings = skipped, degraded, excluded, strings
+        self.out: list[HandRecord] = []
+        self.lm_recs: list[HandRecord] = []
+        self.lm_raws: list = []
+
+    def checked(self, uuid: str, rec: object, seen: dict[str, str] | None) -> tuple[list, list] | None:
+        """``(boxes, labels)`` of a well-formed record not read before, else None (counted as skipped)."""
         if type(rec) is not dict:
-            skipped.add("malformed_record", source, uuid, "record is not an object")
-            continue
+            self.skipped.add("malformed_record", self.source, uuid, "record is not an object")
+            return None
         boxes, labels = rec.get("bboxes"), rec.get("labels")
         if type(boxes) is not list or type(labels) is not list or len(boxes) != len(labels):
             n = len(boxes) if isinstance(boxes, list) else 1
-            skipped.add("malformed_record", source, uuid, "bboxes/labels missing or of different lengths", n=max(n, 1))
-            continue
+            self.skipped.add("malformed_record", self.source, uuid, "bboxes/labels missing or of different lengths",
+                             n=max(n, 1))
+            return None
         if seen is not None:
             if uuid in seen:
-                skipped.add("duplicate_image", source, uuid, f"already annotated in {seen[uuid]}", n=max(len(boxes), 1))
-                continue
-            seen[uuid] = src
-        lms = rec.get(landmark_key)
-        if lms is None and landmark_key == "hand_landmarks":
+                self.skipped.add("duplicate_image", self.source, uuid, f"already annotated in {seen[uuid]}",
+                                 n=max(len(boxes), 1))
+                return None
+            seen[uuid] = self.src
+        return boxes, labels
+
+    def landmark_lists(self, rec: dict, n_boxes: int) -> tuple[list | None, str]:
+        """The record's per-hand landmark lists (None when absent), and why they were dropped (or "")."""
+        lms = rec.get(self.landmark_key)
+        if lms is None and self.landmark_key == "hand_landmarks":
             lms = rec.get("landmarks")  # tolerate v1-style key in v2 files
-        lm_problem = ""
         if type(lms) is not list:
-            if lms is not None:
-                lm_problem = f"landmarks field is a {type(lms).__name__}, not a list"
-            lms = None
-        elif not lms:
-            lms = None
-        elif len(lms) != len(boxes):
-            lm_problem = f"{len(lms)} landmark sets for {len(boxes)} boxes"
-            lms = None
-        user_id = rec.get("user_id") or None
-        if user_id is not None:  # ~15 images per person: share one string per user
-            user_id = strings.setdefault(user_id, user_id) if type(user_id) is str else str(user_id)
-        leading = rec.get("leading_hand") or None
-        if type(leading) is str:
-            leading = strings.setdefault(leading, leading)
+            return None, (f"landmarks field is a {type(lms).__name__}, not a list" if lms is not None else "")
+        if not lms:
+            return None, ""
+        if len(lms) != n_boxes:
+            return None, f"{len(lms)} landmark sets for {n_boxes} boxes"
+        return lms, ""
+
+    def shared(self, value: object) -> str | None:
+        """A user id or leading hand as one shared string (~15 images per person), None when empty."""
+        if not value:
+            return None
+        return self.strings.setdefault(value, value) if type(value) is str else str(value)
+
+    def add_image(self, uuid: str, rec: dict, boxes: list, labels: list) -> None:
+        """Add the hands of one image whose label is in the class set and whose box is usable."""
+        source = self.source
+        lms, lm_problem = self.landmark_lists(rec, len(boxes))
+        user_id, leading = self.shared(rec.get("user_id")), self.shared(rec.get("leading_hand"))
         image_path = None
         for i, label in enumerate(labels):
-            canon = names.get(label) if type(label) is str else None
+            canon = self.names.get(label) if type(label) is str else None
             if canon is None:
                 if type(label) is str and label in KNOWN_LABELS:
-                    excluded.add(f"excluded_label:{label}", source, uuid, hand=i)
+                    self.excluded.add(f"excluded_label:{label}", source, uuid, hand=i)
                 else:
-                    skipped.add("unknown_label", source, uuid, f"label {label!r}", hand=i)
+                    self.skipped.add("unknown_label", source, uuid, f"label {label!r}", hand=i)
                 continue
             box = _parse_box(boxes[i])
             if type(box) is str:
-                skipped.add(box, source, uuid, f"box {boxes[i]!r}", hand=i)
+                self.skipped.add(box, source, uuid, f"box {boxes[i]!r}", hand=i)
                 continue
             if image_path is None:
-                image_path = image_path_for(uuid)
-            r = HandRecord(uuid, image_path, split, canon, i, box, None, user_id,
-                           leading if canon != NO_GESTURE else None, src)
-            out.append(r)
+                image_path = self.image_path_for(uuid)
+            r = HandRecord(uuid, image_path, self.split, canon, i, box, None, user_id,
+                           leading if canon != NO_GESTURE else None, self.src)
+            self.out.append(r)
             if lms is not None:
                 raw = lms[i]
                 if raw:
-                    lm_recs.append(r)
-                    lm_raws.append(raw)
+                    self.lm_recs.append(r)
+                    self.lm_raws.append(raw)
                 elif raw is not None and type(raw) is not list:
-                    degraded.add("malformed_landmarks", source, uuid, f"landmarks are a {type(raw).__name__}", hand=i)
+                    self.degraded.add("malformed_landmarks", source, uuid, f"landmarks are a {type(raw).__name__}",
+                                      hand=i)
             elif lm_problem:
-                degraded.add("malformed_landmarks", source, uuid, lm_problem, hand=i)
-    _attach_landmarks(lm_recs, lm_raws, source, degraded)
-    return out
+                self.degraded.add("malformed_landmarks", source, uuid, lm_problem, hand=i)
+
+
+def with_image_sizes(records: Iterable[HandRecord], read_size: Callable[[Path], tuple[int, int]]
+                     ) -> Iterator[tuple[HandRecord, tuple[int, int] | DataError]]:
+    """Each record with its image's ``(width, height)`` from ``read_size`` (a header read, once per
+    image), or the :class:`DataError` that says why the image cannot be read."""
+    sizes: dict[Path, tuple[int, int] | DataError] = {}
+    for r in records:
+        wh = sizes.get(r.image_path)
+        if wh is None:
+            try:
+                wh = read_size(r.image_path)
+            except DataError as e:
+                wh = e
+            sizes[r.image_path] = wh
+        yield r, wh
+
+
+def unreadable_image_reason(error: DataError) -> str:
+    """The skip reason of a hand whose image cannot be read: ``missing_image`` or ``corrupt_image``."""
+    return "missing_image" if error.problem == IMAGE_NOT_FOUND else "corrupt_image"
 
 
 # --------------------------------------------------------------------------- #
@@ -517,6 +608,7 @@ def _load(root, class_set, *, splits, val_fraction, test_fraction, seed, v1_anno
             raise ValueError(f"v1_annotations must be 'auto', 'full' or 'subsample', got {v1_annotations!r}")
         if splits is not None:
             records = [r for r in records if r.split in splits]
+    warnings.extend(locator.unfound_warnings())
     found = {r.label for r in records}
     empty = [c for c in class_set.names if c not in found]
     if records and empty:

@@ -9,24 +9,20 @@ both directions, i.e. 42 directed edges. The seed quoted 46 edges without
 saying which; we keep the anatomical 42 and let graph convolutions add the 21
 self-loops themselves (``GCNConv(add_self_loops=True)``), so nothing is
 counted twice. Extra edges are configuration (:data:`EXTRA_EDGE_SETS`).
+
+This is the one hand schema of the project (joint count, parents, bones): the annotation
+reader, the manifest check and the synthetic renderer read it too, so torch is imported only
+by the functions that build tensors and the crop step never loads it.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
+#: Landmarks per hand (MediaPipe Hands).
 NUM_NODES = 21
-WRIST = 0
-FINGERTIPS = (4, 8, 12, 16, 20)
-LANDMARK_NAMES = (
-    "wrist",
-    "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip",
-    "index_mcp", "index_pip", "index_dip", "index_tip",
-    "middle_mcp", "middle_pip", "middle_dip", "middle_tip",
-    "ring_mcp", "ring_pip", "ring_dip", "ring_tip",
-    "pinky_mcp", "pinky_pip", "pinky_dip", "pinky_tip",
-)
 
 #: Parent joint of each landmark along the kinematic chain (the wrist is its own parent).
 PARENTS: tuple[int, ...] = (0, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)
@@ -63,6 +59,8 @@ def undirected_edges(extra: Iterable[str] = ()) -> list[tuple[int, int]]:
 
 def edge_index(extra: Iterable[str] = ()) -> torch.Tensor:
     """``(2, E)`` long tensor with every edge in both directions (E = 42 for the bones alone)."""
+    import torch
+
     pairs = undirected_edges(extra)
     src = [a for a, b in pairs] + [b for a, b in pairs]
     dst = [b for a, b in pairs] + [a for a, b in pairs]
@@ -71,6 +69,8 @@ def edge_index(extra: Iterable[str] = ()) -> torch.Tensor:
 
 def adjacency(extra: Iterable[str] = (), self_loops: bool = False) -> torch.Tensor:
     """Dense ``(21, 21)`` 0/1 adjacency, symmetric."""
+    import torch
+
     adj = torch.zeros(NUM_NODES, NUM_NODES)
     ei = edge_index(extra)
     adj[ei[0], ei[1]] = 1.0
@@ -85,5 +85,7 @@ def batched_edge_index(ei: torch.Tensor, batch_size: int, num_nodes: int = NUM_N
     Every hand has the same topology, so a batch is one static graph of
     ``batch_size * 21`` nodes: no per-sample ``Data`` objects are needed.
     """
+    import torch
+
     offsets = torch.arange(batch_size, device=ei.device).repeat_interleave(ei.shape[1]) * num_nodes
     return ei.repeat(1, batch_size) + offsets

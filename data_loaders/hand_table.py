@@ -19,8 +19,8 @@ import numpy as np
 from common.errors import DataError
 
 from .classes import ClassSet
-from .hagrid import MAX_EXAMPLES, HandRecord
-from .images import IMAGE_NOT_FOUND
+from .hagrid import MAX_EXAMPLES, HandRecord, unreadable_image_reason, with_image_sizes
+from .hand_graph import NUM_NODES
 from .landmarks import normalize_landmarks
 from .manifest import CROP_INFO_NAME, MANIFEST_NAME, count_manifest_lines, iter_manifest, read_crop_info
 
@@ -37,7 +37,7 @@ class HandTable:
     labels: np.ndarray  # (N,) int64
     landmarks: np.ndarray  # (N, 21, 2) float32, normalised image coords, zeros where missing
     has_landmarks: np.ndarray  # (N,) bool
-    image_size: np.ndarray  # (N, 2) float32 (width, height)
+    image_size: np.ndarray  # (N, 2) float32 (width, height) of each hand's source image, as displayed
     bbox: np.ndarray  # (N, 4) float32 normalised x, y, w, h
     user_id: np.ndarray  # (N,) object, None when unknown
     index: np.ndarray  # (N,) int64
@@ -66,111 +66,37 @@ class HandTable:
         if not path.is_file():
             raise DataError(path, "crop manifest not found: run `hand-gestures crop` first")
         info = read_crop_info(crops_dir)
-        cropped = list(info["class_names"])
-        if class_names is not None:
-            names = tuple(class_names)
-            if not set(names) & set(cropped):
-                raise DataError(crops_dir / CROP_INFO_NAME,
-                                f"none of the requested classes ({', '.join(names)}) was cropped here "
-                                f"(crop classes: {', '.join(cropped)}); crop them or choose another crops folder")
-        else:
-            names = tuple(cropped)
-        lookup = {n: i for i, n in enumerate(names)}
-        cap = count_manifest_lines(path)  # an upper bound: blank lines and dropped rows are trimmed below
-        keys = np.empty(cap, object)
-        split = np.empty(cap, object)
-        user_id = np.empty(cap, object)
-        crop_paths = np.empty(cap, object)
-        labels = np.empty(cap, np.int64)
-        lms = np.zeros((cap, 21, 2), np.float32)
-        has = np.zeros(cap, bool)
-        sizes = np.empty((cap, 2), np.float32)
-        boxes = np.empty((cap, 4), np.float32)
-        shared: dict[str, str] = {}  # one string object per split / user, not one per row
-        root = str(crops_dir)
-        dropped: Counter = Counter()
-        n = 0
-        for lineno, e in iter_manifest(path, line_numbers=True):
-            label = e["label"]
-            k = lookup.get(label)
-            if k is None:
-                if class_names is None:
-                    raise DataError(path, f"line {lineno}: label {label!r} is not in the class set {list(names)} "
-                                    f"of {CROP_INFO_NAME}", e["key"])
-                dropped[label] += 1
-                continue
-            if n == cap:  # the file grew while we read it
-                raise DataError(path, "the manifest changed while it was read; is a crop run writing it?")
-            labels[n] = k
-            if e["landmarks"] is not None:
-                lms[n] = e["landmarks"]
-                has[n] = True
-            sizes[n] = e["image_size"]
-            boxes[n] = e["bbox"]
-            keys[n] = e["key"]
-            split[n] = shared.setdefault(e["split"], e["split"])
-            u = e.get("user_id")
-            user_id[n] = None if u is None else shared.setdefault(u, u)
-            crop_paths[n] = os.path.join(root, e["crop"])
-            n += 1
-        if n == 0 and dropped:
-            raise DataError(path, f"no rows of the requested classes ({', '.join(names)}); "
-                            f"the manifest holds {', '.join(sorted(dropped))}")
-        missing = [c for c in names if c not in cropped]
-        if missing:
-            log.warning("%s: class(es) %s were not cropped here: they have no rows", crops_dir, ", ".join(missing))
-        if dropped:
-            log.info("%s: dropped %d rows of labels outside the class set: %s", path, sum(dropped.values()),
-                     ", ".join(f"{c} {m}" for c, m in sorted(dropped.items())))
-
-        def trim(a: np.ndarray) -> np.ndarray:  # drop the unused tail without a second full-size copy
-            if n == cap:
-                return a
-            if a.dtype == object:
-                return a[:n].copy()  # pointers only
-            a.resize((n, *a.shape[1:]), refcheck=False)  # in place: nothing else refers to it yet
-            return a
-
-        return cls(
-            class_names=names, keys=trim(keys), split=trim(split), labels=trim(labels), landmarks=trim(lms),
-            has_landmarks=trim(has), image_size=trim(sizes), bbox=trim(boxes), user_id=trim(user_id),
-            index=np.arange(n, dtype=np.int64), crop_paths=trim(crop_paths), crops_dir=crops_dir,
-            meta={"crop_info": info, "source": str(path), "dropped_labels": dict(sorted(dropped.items()))},
-        )
+        names = _requested_classes(crops_dir, list(info["class_names"]), class_names)
+        cols = _ManifestColumns(count_manifest_lines(path), str(crops_dir))  # an upper bound on the rows
+        dropped = cols.read(path, names, strict=class_names is None)
+        _report_class_coverage(crops_dir, path, names, info["class_names"], cols.n, dropped)
+        return cls(**cols.arrays(), class_names=names, crops_dir=crops_dir,
+                   meta={"crop_info": info, "source": str(path), "dropped_labels": dict(sorted(dropped.items()))})
 
     @classmethod
     def from_records(
         cls,
         records: Sequence[HandRecord],
         class_set: ClassSet,
-        image_size: Callable[[Path], tuple[int, int]],
+        read_size: Callable[[Path], tuple[int, int]],
     ) -> "HandTable":
-        """Build from annotation records; ``image_size(path)`` reads (width, height) (a JPEG header).
+        """Build from annotation records; ``read_size(path)`` reads (width, height) (a JPEG header).
 
-        A hand whose image cannot be read (``image_size`` raises :class:`DataError`:
+        A hand whose image cannot be read (``read_size`` raises :class:`DataError`:
         missing, corrupt) is left out, not fatal: ``meta["skipped"]`` counts them
         by reason, ``meta["skipped_examples"]`` names a few, and one warning is logged.
         """
         n = len(records)
-        lms = np.zeros((n, 21, 2), np.float32)
+        lms = np.zeros((n, NUM_NODES, 2), np.float32)
         has = np.zeros(n, bool)
         sizes = np.empty((n, 2), np.float32)
         keep = np.ones(n, bool)
-        cache: dict[Path, tuple[int, int] | DataError] = {}
         skipped: Counter = Counter()
         examples: list[str] = []
-        for i, r in enumerate(records):
-            wh = cache.get(r.image_path)
-            if wh is None:
-                try:
-                    wh = image_size(r.image_path)
-                except DataError as e:
-                    wh = e
-                cache[r.image_path] = wh
+        for i, (r, wh) in enumerate(with_image_sizes(records, read_size)):
             if isinstance(wh, DataError):
                 keep[i] = False
-                reason = "missing_image" if wh.problem == IMAGE_NOT_FOUND else "corrupt_image"
-                skipped[reason] += 1
+                skipped[unreadable_image_reason(wh)] += 1
                 if len(examples) < MAX_EXAMPLES:
                     examples.append(f"{wh.path} [{r.uuid}] hand {r.hand}: {wh.problem}")
                 continue
@@ -223,3 +149,92 @@ class HandTable:
             m = self.has_landmarks
             out[m] = normalize_landmarks(self.landmarks[m], method, image_size=self.image_size[m], bbox=self.bbox[m])
         return out
+
+
+# --------------------------------------------------------------------------- #
+# from_manifest's steps
+# --------------------------------------------------------------------------- #
+def _requested_classes(crops_dir: Path, cropped: list[str], class_names: Sequence[str] | None) -> tuple[str, ...]:
+    """The table's class order: ``class_names`` when given (at least one of them cropped), else crop_info's."""
+    if class_names is None:
+        return tuple(cropped)
+    names = tuple(class_names)
+    if not set(names) & set(cropped):
+        raise DataError(crops_dir / CROP_INFO_NAME,
+                        f"none of the requested classes ({', '.join(names)}) was cropped here "
+                        f"(crop classes: {', '.join(cropped)}); crop them or choose another crops folder")
+    return names
+
+
+def _report_class_coverage(crops_dir: Path, path: Path, names: tuple[str, ...], cropped: Sequence[str], n: int,
+                           dropped: Counter) -> None:
+    """Fail when only other classes' rows were read; log classes never cropped and rows dropped."""
+    if n == 0 and dropped:
+        raise DataError(path, f"no rows of the requested classes ({', '.join(names)}); "
+                        f"the manifest holds {', '.join(sorted(dropped))}")
+    missing = [c for c in names if c not in cropped]
+    if missing:
+        log.warning("%s: class(es) %s were not cropped here: they have no rows", crops_dir, ", ".join(missing))
+    if dropped:
+        log.info("%s: dropped %d rows of labels outside the class set: %s", path, sum(dropped.values()),
+                 ", ".join(f"{c} {m}" for c, m in sorted(dropped.items())))
+
+
+class _ManifestColumns:
+    """Preallocated per-hand arrays filled one manifest line at a time, then trimmed to the rows read."""
+
+    def __init__(self, cap: int, root: str) -> None:
+        self.cap, self.n, self.root = cap, 0, root
+        self.keys, self.split = np.empty(cap, object), np.empty(cap, object)
+        self.user_id, self.crop_paths = np.empty(cap, object), np.empty(cap, object)
+        self.labels = np.empty(cap, np.int64)
+        self.landmarks = np.zeros((cap, NUM_NODES, 2), np.float32)
+        self.has_landmarks = np.zeros(cap, bool)
+        self.image_size = np.empty((cap, 2), np.float32)
+        self.bbox = np.empty((cap, 4), np.float32)
+        self.shared: dict[str, str] = {}  # one string object per split / user, not one per row
+
+    def read(self, path: Path, names: tuple[str, ...], *, strict: bool) -> Counter:
+        """Add every row of a label in ``names``; others are an error (``strict``) or counted and returned."""
+        lookup = {c: i for i, c in enumerate(names)}
+        dropped: Counter = Counter()
+        for lineno, e in iter_manifest(path, line_numbers=True):
+            k = lookup.get(e["label"])
+            if k is None:
+                if strict:
+                    raise DataError(path, f"line {lineno}: label {e['label']!r} is not in the class set "
+                                    f"{list(names)} of {CROP_INFO_NAME}", e["key"])
+                dropped[e["label"]] += 1
+            elif self.n == self.cap:  # the file grew while we read it
+                raise DataError(path, "the manifest changed while it was read; is a crop run writing it?")
+            else:
+                self._add(e, k)
+        return dropped
+
+    def _add(self, e: dict, label: int) -> None:
+        n, shared = self.n, self.shared
+        self.labels[n] = label
+        if e["landmarks"] is not None:
+            self.landmarks[n] = e["landmarks"]
+            self.has_landmarks[n] = True
+        self.image_size[n] = e["image_size"]
+        self.bbox[n] = e["bbox"]
+        self.keys[n] = e["key"]
+        self.split[n] = shared.setdefault(e["split"], e["split"])
+        u = e.get("user_id")
+        self.user_id[n] = None if u is None else shared.setdefault(u, u)
+        self.crop_paths[n] = os.path.join(self.root, e["crop"])
+        self.n = n + 1
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The columns trimmed to the rows read (without a second full-size copy), plus ``index``."""
+        def trim(a: np.ndarray) -> np.ndarray:
+            if self.n == self.cap:
+                return a
+            if a.dtype == object:
+                return a[:self.n].copy()  # pointers only
+            a.resize((self.n, *a.shape[1:]), refcheck=False)  # in place: nothing else refers to it yet
+            return a
+
+        cols = ("keys", "split", "labels", "landmarks", "has_landmarks", "image_size", "bbox", "user_id", "crop_paths")
+        return {c: trim(getattr(self, c)) for c in cols} | {"index": np.arange(self.n, dtype=np.int64)}

@@ -17,10 +17,10 @@ two_up/two_up_inverted and like/dislike differ only by orientation.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
+
+from .hand_graph import NUM_NODES
 
 METHODS = ("wrist", "bbox")
 #: Rotations beyond this turn one class into another (e.g. like into dislike).
@@ -54,8 +54,8 @@ def normalize_landmarks(
     ``image_size`` ``(N,2)`` is needed for ``"wrist"``, ``bbox`` ``(N,4)`` for ``"bbox"``.
     """
     lm = np.asarray(landmarks, dtype=np.float32)
-    if lm.ndim != 3 or lm.shape[1:] != (21, 2):
-        raise ValueError(f"landmarks must be (N, 21, 2), got {lm.shape}")
+    if lm.ndim != 3 or lm.shape[1:] != (NUM_NODES, 2):
+        raise ValueError(f"landmarks must be (N, {NUM_NODES}, 2), got {lm.shape}")
     if method == "wrist":
         if image_size is None:
             raise ValueError("method 'wrist' needs image_size (width, height) per hand")
@@ -103,39 +103,3 @@ def transform_landmarks(
         out = out + noise
     out = out + center
     return out.clamp(0.0, 1.0) if method == "bbox" else out
-
-
-def check_rotation(max_rotation_deg: float) -> None:
-    if max_rotation_deg > MAX_SAFE_ROTATION_DEG:
-        raise ValueError(
-            f"rotation of {max_rotation_deg} deg would turn orientation-paired gestures into each other; "
-            f"keep it at most {MAX_SAFE_ROTATION_DEG}"
-        )
-
-
-def augment_landmarks(
-    x: torch.Tensor,
-    *,
-    method: str = "wrist",
-    generator: torch.Generator | None = None,
-    flip_p: float = 0.5,
-    max_rotation_deg: float = 15.0,
-    scale_range: tuple[float, float] = (0.9, 1.1),
-    jitter: float = 0.01,
-) -> torch.Tensor:
-    """Randomly flip horizontally, rotate (small), scale and jitter a ``(B,21,2)`` batch.
-
-    Works on whatever device ``x`` is on; ``generator`` must live on that device.
-    """
-    check_rotation(max_rotation_deg)
-    b, dev = x.shape[0], x.device
-
-    def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, device=dev, generator=generator, dtype=x.dtype)
-
-    flip = rand(b) < flip_p
-    theta = (rand(b) * 2 - 1) * math.radians(max_rotation_deg)
-    lo, hi = scale_range
-    scale = lo + (hi - lo) * rand(b)
-    noise = jitter * torch.randn(x.shape, device=dev, generator=generator, dtype=x.dtype) if jitter > 0 else None
-    return transform_landmarks(x, method=method, flip=flip, theta=theta, scale=scale, noise=noise)

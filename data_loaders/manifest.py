@@ -18,6 +18,8 @@ import orjson
 from common.errors import DataError
 from common.files import atomic_open, atomic_write_bytes
 
+from .hand_graph import NUM_NODES
+
 MANIFEST_NAME = "manifest.jsonl"
 CROP_INFO_NAME = "crop_info.json"
 SKIPPED_NAME = "skipped.csv"
@@ -26,7 +28,6 @@ MANIFEST_KEYS = (
     "key", "uuid", "hand", "split", "label", "user_id", "crop", "image", "image_size",
     "bbox", "crop_box", "landmarks", "leading_hand",
 )
-NUM_LANDMARKS = 21
 _REQUIRED_NON_NULL = ("key", "uuid", "hand", "split", "label", "crop", "image_size", "bbox", "crop_box")
 
 
@@ -90,8 +91,8 @@ def _numbers(v: object, n: int) -> bool:
 
 
 def _is_landmarks(v: object) -> bool:
-    """``v`` is ``NUM_LANDMARKS`` ``[x, y]`` pairs of numbers (checked with C-level loops: ~1.3M lines)."""
-    if type(v) is not list or len(v) != NUM_LANDMARKS:
+    """``v`` is ``NUM_NODES`` ``[x, y]`` pairs of numbers (checked with C-level loops: ~1.3M lines)."""
+    if type(v) is not list or len(v) != NUM_NODES:
         return False
     if set(map(type, v)) != {list} or set(map(len, v)) != {2}:
         return False
@@ -121,7 +122,7 @@ def check_entry(e: object) -> str | None:
         return f"crop_box: expected 3 numbers, got {e['crop_box']!r}"
     lm = e.get("landmarks")
     if lm is not None and not _is_landmarks(lm):
-        return f"landmarks: expected null or {NUM_LANDMARKS}x2 numbers"
+        return f"landmarks: expected null or {NUM_NODES}x2 numbers"
     return None
 
 

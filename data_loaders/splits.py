@@ -50,8 +50,7 @@ def split_by_subject(
     evaluation split). Returns the split per item and the number of items
     without a user_id.
     """
-    names, bounds = _cumulative(fractions)
-    last = len(names) - 1
+    _cumulative(fractions)  # bad fractions are an error even when no item has a user_id
     cache: dict[str, str] = {}
     out: list[str] = []
     n_unknown = 0
@@ -62,7 +61,7 @@ def split_by_subject(
             continue
         s = cache.get(u)
         if s is None:
-            s = cache[u] = names[min(bisect.bisect_right(bounds, subject_position(u, seed)), last)]
+            s = cache[u] = subject_split(u, fractions, seed)
         out.append(s)
     return out, n_unknown
 

@@ -2,11 +2,13 @@
 
 ``hand-gestures inspect`` prints the table and writes ``graphs/data_summary.json``
 (read by the report) and ``graphs/data_samples.png`` (boxes and landmark
-skeletons drawn on a few images, to see that coordinates line up).
+skeletons drawn on a few images, to see that coordinates line up). It also reads
+every image's header, to flag before cropping the hands that crop would skip.
 """
 from __future__ import annotations
 
 import io
+import logging
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,20 +18,27 @@ import orjson
 from common.errors import DataError
 from common.files import atomic_write_bytes
 
-from .hagrid import HagridAnnotations, HandRecord
+from .crop import box_problem
+from .hagrid import HagridAnnotations, HandRecord, SkipLog, unreadable_image_reason, with_image_sizes
 from .hand_graph import HAND_BONES
-from .images import open_rgb
+from .images import image_size, open_rgb
 from .splits import find_subject_leaks
+
+log = logging.getLogger(__name__)
 
 SUMMARY_NAME = "data_summary.json"
 SAMPLES_NAME = "data_samples.png"
 COUNT_KEYS = ("images", "hands", "hands_with_landmarks", "users")
+#: Prefix of the ``skipped`` reasons of hands the crop step will skip (see :func:`crop_problems`).
+CROP_WILL_SKIP = "crop_will_skip:"
 
 
 def summarize(annotations: HagridAnnotations) -> dict:
     """Counts per split x class (images, hands, hands with landmarks, distinct users), leaks and skips.
 
-    The schema is fixed (the report reads it): see :func:`write_summary_json`.
+    The hands crop will skip (:func:`crop_problems`: one header read per image) are counted in
+    ``skipped`` as ``crop_will_skip:<reason>``. The schema is fixed (the report reads it): see
+    :func:`write_summary_json`.
     """
     ann = annotations
     names = ann.class_set.to_list()
@@ -52,6 +61,7 @@ def summarize(annotations: HagridAnnotations) -> dict:
     skipped = dict(ann.skipped.counts)
     skipped.update(ann.excluded.counts)
     skipped.update({f"degraded:{k}": v for k, v in ann.degraded.counts.items()})
+    skipped.update({f"{CROP_WILL_SKIP}{k}": v for k, v in crop_problems(ann.records).counts.items()})
     return {
         "dataset": str(ann.root),
         "format": ann.format,
@@ -61,6 +71,23 @@ def summarize(annotations: HagridAnnotations) -> dict:
         "subject_leaks": find_subject_leaks((r.user_id, r.split) for r in ann.records),
         "split_totals": split_totals(ann),
     }
+
+
+def crop_problems(records: list[HandRecord]) -> SkipLog:
+    """The hands the crop step will skip, found from image headers alone (crop's reasons): image
+    missing or unreadable (``missing_image``, ``corrupt_image``), box under one pixel wide or high
+    (``zero_size_box``) or with no pixel inside the image. Logs one warning naming an example."""
+    problems = SkipLog(entries=None)
+    for r, wh in with_image_sizes(records, image_size):
+        if isinstance(wh, DataError):
+            problems.add(unreadable_image_reason(wh), wh.path, r.uuid, wh.problem, hand=r.hand)
+        elif (bad := box_problem(r.bbox, wh)) is not None:
+            problems.add(bad[0], r.image_path, r.uuid, bad[1], hand=r.hand)
+    if problems.counts:
+        log.warning("%d hand(s) will be skipped by crop (%s), e.g. %s", problems.total(),
+                    ", ".join(f"{k} {v}" for k, v in sorted(problems.counts.items())),
+                    "; ".join(ex[0] for _, ex in sorted(problems.examples.items())))
+    return problems
 
 
 def split_totals(annotations: HagridAnnotations) -> dict[str, dict[str, int]]:
@@ -82,6 +109,8 @@ def write_summary_json(summary: dict, path: str | Path) -> None:
          "splits": {"<split>": {"<class>": {"images": n, "hands": n, "hands_with_landmarks": n, "users": n}}},
          "skipped": {"<reason>": n}, "subject_leaks": {"<user_id>": ["train", "val"]},
          "split_totals": {"<split>": {"images": n, "users": n}}}
+
+    ``skipped`` reasons: the loader's skips, ``excluded_*``, ``degraded:*`` and ``crop_will_skip:*``.
     """
     atomic_write_bytes(path, orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
 
@@ -120,6 +149,9 @@ def format_table(summary: dict, totals: dict[str, dict[str, int]] | None = None)
     if summary["skipped"]:
         lines.append("skipped / excluded / degraded hands:")
         lines.extend(f"  {k}: {v}" for k, v in summary["skipped"].items())
+    if any(k.startswith(CROP_WILL_SKIP) for k in summary["skipped"]):
+        lines.append(f"  ({CROP_WILL_SKIP}*: annotated hands that `crop` will skip: image missing or unreadable, "
+                     "or box under a pixel or outside the image)")
     return "\n".join(lines)
 
 

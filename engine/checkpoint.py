@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from common.errors import CheckpointMismatchError
+from common.errors import CheckpointMismatchError, UsageError
 from common.files import atomic_open
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model_name", "hparams", "num_classes", "class_names", "preprocessing", "state_dict")
+#: Keys of ``preprocessing`` that every reader of a checkpoint relies on.
+REQUIRED_PREPROCESSING = ("inputs", "landmark_norm")
+#: The fusion model's branches that ``init_from`` may start from trained checkpoints.
+FUSION_BRANCHES = ("resnet34", "gcn")
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -94,6 +98,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt["format_version"], int) or ckpt["format_version"] > FORMAT_VERSION:
         raise CheckpointMismatchError(f"{path}: unsupported checkpoint format version {ckpt['format_version']!r} "
                                       f"(this code reads up to {FORMAT_VERSION})")
+    pre = ckpt["preprocessing"]
+    missing = [k for k in REQUIRED_PREPROCESSING if not isinstance(pre, Mapping) or k not in pre]
+    if missing:
+        raise CheckpointMismatchError(f"{path}: not a usable hand-gestures checkpoint "
+                                      f"(preprocessing is missing {missing})")
     return ckpt
 
 
@@ -150,8 +159,53 @@ def build_model(ckpt: dict, path: str | Path = "<checkpoint>") -> nn.Module:
     return model
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu", **expect: Any) -> tuple[nn.Module, dict]:
-    """Load a checkpoint, check it against ``expect`` (see :func:`check_compatible`), rebuild the model."""
+def load_model(path: str | Path, map_location: str | torch.device = "cpu", *, train: bool = False,
+               **expect: Any) -> tuple[nn.Module, dict]:
+    """Load a checkpoint, check it against ``expect`` (see :func:`check_compatible`), rebuild the model.
+
+    The model comes back in eval mode, ready for inference (batch-norm statistics frozen, no
+    dropout); ``train=True`` returns it in training mode.
+    """
     ckpt = load_checkpoint(path, map_location)
     check_compatible(ckpt, path, **expect)
-    return build_model(ckpt, path), ckpt
+    return build_model(ckpt, path).train(train), ckpt
+
+
+def check_fusion_branches(names: Iterable[str]) -> None:
+    """``--init-from`` keys must name fusion branches: a typo (``resnet=``) is an error, not ignored."""
+    unknown = sorted(set(names) - set(FUSION_BRANCHES))
+    if unknown:
+        raise UsageError(f"--init-from: unknown branch {', '.join(map(repr, unknown))}; "
+                         f"valid keys: {', '.join(FUSION_BRANCHES)}")
+
+
+def fusion_from_checkpoints(init_from: Mapping[str, str | Path], num_classes: int, class_names: Sequence[str], *,
+                            landmark_norm: str, hparams: Mapping[str, Any] | None = None) -> nn.Module:
+    """A fusion model whose branches start from trained checkpoints: ``{"resnet34": path, "gcn": path}``.
+
+    Each checkpoint must be of its branch's model and classes (the GCN also of ``landmark_norm``);
+    a branch without a checkpoint is built from ``hparams`` as ``create_model("fusion", ...)`` does.
+    """
+    from model_classes.fusion import FusionModel
+
+    check_fusion_branches(init_from)
+    parts = {}
+    for key, path in init_from.items():
+        expect = {"preprocessing": {"landmark_norm": landmark_norm}} if key == "gcn" else {}
+        parts[key], _ = load_model(path, model_name=key, class_names=class_names, **expect)
+    return FusionModel.from_unimodal(parts.get("resnet34"), parts.get("gcn"), num_classes, **dict(hparams or {}))
+
+
+class CheckpointSaver:
+    """Where a run's checkpoints go and when they are written: ``<out_dir>/<run>.pt`` holds the
+    best epoch so far, ``<out_dir>/<run>.last.pt`` the latest one (what ``--resume`` reads).
+    Both are written atomically, best first, so a crash leaves each whole."""
+
+    def __init__(self, out_dir: str | Path, run_name: str) -> None:
+        self.best = Path(out_dir) / f"{run_name}.pt"
+        self.last = Path(out_dir) / f"{run_name}.last.pt"
+
+    def save(self, checkpoint: dict, improved: bool) -> None:
+        if improved:
+            save_checkpoint(self.best, checkpoint)
+        save_checkpoint(self.last, checkpoint)

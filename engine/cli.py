@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -41,8 +41,10 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_class_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--classes", default="hagrid18",
-                        help="class set: a preset (hagrid18, hagrid33) or comma-separated names (default: hagrid18)")
+    from data_loaders.classes import DEFAULT_CLASSES
+
+    parser.add_argument("--classes", default=DEFAULT_CLASSES,
+                        help=f"class set: a preset (hagrid18, hagrid33) or comma-separated names (default: {DEFAULT_CLASSES})")
     parser.add_argument("--include-no-gesture", action="store_true",
                         help="add no_gesture as the last class (excluded and counted otherwise)")
 
@@ -57,8 +59,8 @@ def class_set_from_args(args: argparse.Namespace):
 def _positive(kind: type):
     def parse(s: str):
         v = kind(s)
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+        if not 0 < v < float("inf"):  # also refuses nan and inf
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {s}")
         return v
     return parse
 
@@ -134,40 +136,27 @@ def _crop(args: argparse.Namespace) -> int:
 # train
 # --------------------------------------------------------------------------- #
 def _train_arguments(p: argparse.ArgumentParser) -> None:
-    from model_classes import list_models
+    """One flag per :class:`~engine.train.TrainConfig` field made with ``_option``, in field order."""
+    from .train import TrainConfig
 
-    from .recipes import SCHEDULERS
-
-    p.add_argument("--model", required=True, choices=list_models())
-    p.add_argument("--data-dir", help="HaGRID root (landmark models can train from annotations without crops)")
-    p.add_argument("--crops-dir", default="data/crops", help="output of `hand-gestures crop` (default: data/crops)")
-    p.add_argument("--out-dir", default="final_models")
-    p.add_argument("--graphs-dir", default="graphs")
-    p.add_argument("--run-name", help="checkpoint/graph name (default: the model name)")
-    add_class_arguments(p)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--scheduler", choices=SCHEDULERS)
-    p.add_argument("--patience", type=int, help="early stopping: epochs without a better val accuracy (0: off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--landmark-norm", default="wrist", choices=("wrist", "bbox"))
-    p.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="model hyperparameter (JSON value)")
-    p.add_argument("--init-from", action="append", metavar="MODEL=CKPT", help="fusion: resnet34=... gcn=...")
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--in-memory", choices=("auto", "yes", "no"), default="auto")
-    p.add_argument("--no-amp", action="store_true")
-    p.add_argument("--resume", action="store_true", help="continue from <run>.last.pt")
-    p.add_argument("--max-train-batches", type=int)
-    p.add_argument("--no-progress", action="store_true")
-
-
-#: TrainConfig fields whose flag has another name or meaning (negated switches, parsed values).
-_TRAIN_FLAG_FIELDS = {"hparams": "hparam", "init_from": "init_from", "augment": "no_augment",
-                      "num_workers": "workers", "amp": "no_amp", "progress": "no_progress"}
+    for f in fields(TrainConfig):
+        flag = dict(f.metadata.get("flag", {}))
+        if not flag or flag.pop("shared", False):  # no flag, or one that every step spells the same
+            if f.name == "classes":
+                add_class_arguments(p)  # --classes and --include-no-gesture
+            continue
+        name = "--" + flag.pop("name", f.name).replace("_", "-")
+        if callable(flag.get("choices")):
+            flag["choices"] = flag["choices"]()
+        if flag.pop("negate", False) or f.default is False:
+            p.add_argument(name, action="store_true", **flag)
+        elif f.default is MISSING and f.default_factory is MISSING:
+            p.add_argument(name, required=True, **flag)
+        elif f.default_factory is dict:
+            p.add_argument(name, action="append", **flag)
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0])
+            p.add_argument(name, default=f.default, **({"type": kind} if kind else {}), **flag)
 
 
 def parse_key_values(items: Sequence[str] | None) -> dict:
@@ -187,15 +176,17 @@ def parse_key_values(items: Sequence[str] | None) -> dict:
 
 
 def train_config_from_args(args: argparse.Namespace):
-    """A :class:`~engine.train.TrainConfig` from ``train``'s options: every field with a flag of its
-    own name is copied; the few renamed or negated ones are read here."""
+    """A :class:`~engine.train.TrainConfig` from ``train``'s options (see :func:`_train_arguments`)."""
     from .train import TrainConfig
 
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
-              if f.name not in _TRAIN_FLAG_FIELDS and hasattr(args, f.name)}
-    return TrainConfig(
-        **values, hparams=parse_key_values(args.hparam), init_from=parse_key_values(args.init_from),
-        augment=not args.no_augment, num_workers=args.workers, amp=not args.no_amp, progress=not args.no_progress)
+    values = {}
+    for f in fields(TrainConfig):
+        flag = f.metadata.get("flag")
+        if flag is None:
+            continue
+        v = getattr(args, flag.get("name", f.name))
+        values[f.name] = (not v) if flag.get("negate") else parse_key_values(v) if f.default_factory is dict else v
+    return TrainConfig(**values)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -307,6 +298,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _download_arguments(p: argparse.ArgumentParser) -> None:
+    from data_loaders.classes import DEFAULT_CLASSES
     from data_loaders.download import VERSIONS
 
     p.add_argument("--version", choices=VERSIONS, default="v1",
@@ -316,7 +308,7 @@ def _download_arguments(p: argparse.ArgumentParser) -> None:
                    help="subsample: 100 images per class (v1 only, ~2.5 GB); 512: images resized to 512 px; "
                         "full: FullHD images, one archive per class (~40 GB each); annotations: JSON only. "
                         "Default: subsample")
-    p.add_argument("--classes", default="hagrid18",
+    p.add_argument("--classes", default=DEFAULT_CLASSES,
                    help="which gestures: hagrid18 (default), hagrid33, all, or comma-separated names; picks "
                         "the per-class archives of 'full' and what is unpacked from single archives")
     p.add_argument("--out", type=Path, default=Path("data/hagrid"), help="HaGRID root (default: data/hagrid)")
@@ -388,6 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_args(args)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_DATA_ERROR
+    except OSError as e:  # the file system refused (read-only, full disk, no such folder): not a bug
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return EXIT_DATA_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

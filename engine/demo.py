@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from .checkpoint import load_checkpoint
+from .checkpoint import FUSION_BRANCHES, CheckpointSaver, load_checkpoint
 from .recipes import CPU_PLAN
 from .recipes import DEMO_MODELS as MODELS
 from .train import TrainConfig, fit
@@ -54,7 +54,8 @@ def _crops_dir(cfg: DemoConfig, data_dir: Path) -> Path:
 
 def _previous_run(cfg: TrainConfig, epochs: int, patience: int) -> str:
     """``"finished"``, ``"interrupted"`` (same data and settings, resumable) or ``"none"``."""
-    best, last = Path(cfg.out_dir, f"{cfg.name}.pt"), Path(cfg.out_dir, f"{cfg.name}.last.pt")
+    saver = CheckpointSaver(cfg.out_dir, cfg.name)
+    best, last = saver.best, saver.last
     if not last.is_file():
         return "none"
     ck = load_checkpoint(last)
@@ -78,7 +79,7 @@ def train_configs(cfg: DemoConfig, crops_dir: Path) -> list[tuple[TrainConfig, i
             hparams["weights"] = cfg.pretrained
         init_from = {}
         if name == "fusion":
-            init_from = {m: str(_p(cfg, cfg.final_models) / f"{m}.pt") for m in ("resnet34", "gcn")}
+            init_from = {m: str(CheckpointSaver(_p(cfg, cfg.final_models), m).best) for m in FUSION_BRANCHES}
         tc = TrainConfig(model=name, crops_dir=str(crops_dir), out_dir=str(_p(cfg, cfg.final_models)),
                          graphs_dir=str(_p(cfg, cfg.graphs_dir)), epochs=epochs, patience=patience,
                          hparams=hparams, seed=cfg.seed, device=cfg.device, init_from=init_from,
@@ -134,14 +135,15 @@ def run_demo(cfg: DemoConfig) -> dict:
     ckpts = []
     for tc, epochs, patience in train_configs(cfg, crops_dir):
         previous = "none" if cfg.restart else _previous_run(tc, epochs, patience)
+        saver = CheckpointSaver(tc.out_dir, tc.name)
         if previous == "finished":
-            say(f"[{tc.name}] finished checkpoint found, reusing {tc.out_dir}/{tc.name}.pt")
+            say(f"[{tc.name}] finished checkpoint found, reusing {saver.best}")
         else:
             if previous == "none":  # never mix a stale run (other data or settings) into a new one
-                for suffix in (".pt", ".last.pt"):
-                    Path(tc.out_dir, f"{tc.name}{suffix}").unlink(missing_ok=True)
+                for path in (saver.best, saver.last):
+                    path.unlink(missing_ok=True)
             fit(replace(tc, resume=previous == "interrupted"))
-        ckpts.append(Path(tc.out_dir) / f"{tc.name}.pt")
+        ckpts.append(saver.best)
 
     say("== 4/5 evaluation on the test split")
     comparison = evaluate_checkpoints(ckpts, crops_dir=crops_dir, split="test", device=cfg.device,
@@ -161,5 +163,5 @@ def with_fusion_branches(models: Sequence[str]) -> list[str]:
     """The models to train, in order; fusion brings the two models it starts from."""
     models = list(models)
     if "fusion" in models:
-        models = [m for m in MODELS if m in set(models) | {"resnet34", "gcn"}]
+        models = [m for m in MODELS if m in set(models) | set(FUSION_BRANCHES)]
     return models

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from common.errors import UsageError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -60,13 +62,38 @@ def barrier() -> None:
         dist.barrier()
 
 
+def check_device(spec: str) -> torch.device | None:
+    """The device ``spec`` names (None for ``auto``); a one-line :class:`UsageError` when it is not a
+    device name or not present on this machine, instead of a torch traceback at first use."""
+    if spec == "auto":
+        return None
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"--device {spec!r}: not a device (use auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (dev.index or 0) >= count:
+            raise UsageError(f"--device {spec}: no such CUDA GPU on this machine ({count} found); "
+                             "use --device cpu or auto")
+    elif dev.type != "cpu" and not _available(dev.type):
+        raise UsageError(f"--device {spec}: no {dev.type} device on this machine; use --device cpu or auto")
+    return dev
+
+
+def _available(device_type: str) -> bool:
+    """Whether torch can use a non-CUDA accelerator type (mps, xpu, ...) here."""
+    backend = torch.backends.mps if device_type == "mps" else getattr(torch, device_type, None)
+    return bool(getattr(backend, "is_available", lambda: False)())
+
+
 def resolve_device(spec: str, info: DistInfo | None = None) -> torch.device:
     """``auto`` (this rank's GPU when there is one, else the CPU) or a torch device string."""
-    if spec == "auto":
+    dev = check_device(spec)
+    if dev is None:
         if torch.cuda.is_available():
             return torch.device("cuda", info.local_rank if info else 0)
         return torch.device("cpu")
-    dev = torch.device(spec)
     if dev.type == "cuda" and info is not None and info.enabled:
         dev = torch.device("cuda", info.local_rank)
     return dev

@@ -3,10 +3,13 @@
 Each checkpoint is rebuilt from what it records (model, classes, preprocessing),
 run over the test split of the same hand table, and the predictions of all
 models are compared on the same hands (see :func:`engine.metrics.compare_models`).
+Rows are named by the run name the checkpoint records, not by its file name, so a
+renamed file cannot pass one model off as another.
 """
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -20,9 +23,10 @@ from .checkpoint import build_model, check_compatible, comparable, load_checkpoi
 from .distributed import resolve_device
 from .loop import predict
 from .metrics import Comparison, ModelPredictions, compare_models
-from .reporting.tables import MODEL_ORDER, order_models
+from .reporting.tables import MODEL_ORDER, check_readme, order_models, update_readme
 
-__all__ = ["MODEL_ORDER", "find_checkpoints", "check_crop_settings", "predict_checkpoint", "evaluate_checkpoints"]
+__all__ = ["MODEL_ORDER", "find_checkpoints", "check_crop_settings", "predict_checkpoint", "evaluate_checkpoints",
+           "run_name", "row_labels"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,31 @@ def find_checkpoints(models_dir: str | Path) -> list[Path]:
     """Best checkpoints in ``models_dir`` (``*.pt`` without the ``.last`` resume files), in display order."""
     paths = {p.stem: p for p in Path(models_dir).glob("*.pt") if not p.name.endswith(".last.pt")}
     return [paths[name] for name in order_models(paths)]
+
+
+def run_name(ckpt: dict, path: str | Path) -> str:
+    """The name a checkpoint's run was trained under: ``args["run_name"]`` (or ``args["name"]``), else
+    its ``model_name``; the file's stem only when none is recorded or the name cannot name a file."""
+    args = ckpt.get("args") or {}
+    name = str(args.get("run_name") or args.get("name") or ckpt.get("model_name") or "")
+    if not name or name.startswith(".") or any(ch in name for ch in "/\\"):
+        return Path(path).stem
+    return name
+
+
+def row_labels(ckpts: Mapping[Path, dict]) -> dict[Path, str]:
+    """One distinct table label per checkpoint: its :func:`run_name`; names shared by several
+    checkpoints get the file name added (``"gcn (mlp.pt)"``), and a number if that is shared too."""
+    names = {p: run_name(c, p) for p, c in ckpts.items()}
+    shared = Counter(names.values())
+    labels = {p: n if shared[n] == 1 else f"{n} ({p.name})" for p, n in names.items()}
+    seen: Counter = Counter()
+    twice = Counter(labels.values())
+    for p, label in labels.items():
+        if twice[label] > 1:
+            seen[label] += 1
+            labels[p] = f"{label} #{seen[label]}"
+    return labels
 
 
 def check_crop_settings(ckpt: dict, path: str | Path, table: HandTable) -> None:
@@ -71,7 +100,8 @@ def predict_checkpoint(
 ) -> ModelPredictions:
     """Predictions of one checkpoint on ``split`` of ``table`` (the hands it can score).
 
-    ``ckpt`` is the already-loaded checkpoint, to avoid reading the file twice.
+    ``ckpt`` is the already-loaded checkpoint, to avoid reading the file twice. The
+    predictions are named by the checkpoint's :func:`run_name`.
     """
     device = torch.device(device)
     path = Path(path)
@@ -94,7 +124,7 @@ def predict_checkpoint(
     transform = BatchTransform(pre["landmark_norm"], pre.get("image_size"), None)
     preds = predict(model, batches, transform, device, max_batches=max_batches)
     return ModelPredictions(
-        name=path.stem, index=preds.index, y_true=preds.y_true, y_pred=preds.y_pred, probs=preds.probs,
+        name=run_name(ckpt, path), index=preds.index, y_true=preds.y_true, y_pred=preds.y_pred, probs=preds.probs,
         n_params=sum(p.numel() for p in model.parameters()),
         ms_per_sample=1000.0 * preds.seconds / max(preds.n, 1), device=str(device),
     )
@@ -114,10 +144,14 @@ def evaluate_checkpoints(
     """Score every checkpoint on the same test hands; write tables and figures when ``graphs_dir`` is set.
 
     The checkpoints must share one class set (in one order); hands of the crops folder with
-    labels outside it are left out, and the caption says how many.
+    labels outside it are left out, and the caption says how many. Rows are labelled by
+    :func:`row_labels`; ``comparison.extra["checkpoints"]`` (and ``evaluation.json``) maps each
+    label to its file. ``readme`` is checked before any work, so a bad one costs nothing.
     """
     if not checkpoints:
         raise FileNotFoundError("no checkpoints to evaluate (train a model first: `hand-gestures train`)")
+    if graphs_dir is not None and readme is not None:
+        check_readme(readme)
     dev = resolve_device(device)
     ckpts = {Path(p): load_checkpoint(p) for p in checkpoints}
     class_names = _common_class_names(ckpts)
@@ -127,18 +161,19 @@ def evaluate_checkpoints(
     if note:
         log.warning(note)
         caption = f"{caption.rstrip()} {note}".strip()
+    labels = row_labels(ckpts)
     preds = {}
     for p, c in ckpts.items():
         mp = predict_checkpoint(p, table, split=split, device=dev, ckpt=c)
+        mp.name = labels[p]
         preds[mp.name] = mp
     comparison = compare_models(preds, list(table.class_names))
+    comparison.extra["checkpoints"] = {labels[p]: str(p) for p in ckpts}
     if graphs_dir is not None:
         from .reporting.html import write_evaluation_artefacts
 
         write_evaluation_artefacts(comparison, graphs_dir, list(table.class_names), caption)
         if readme is not None:
-            from .reporting.tables import update_readme
-
             update_readme(readme, Path(graphs_dir, "results.md").read_text())
     return comparison
 

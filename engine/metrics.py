@@ -387,59 +387,77 @@ def compare_models(
     if not preds:
         raise ValueError("compare_models needs at least one model")
     names = list(class_names)
-    C = len(names)
-    models = list(preds)
-    common = None
-    for m in models:
-        idx = np.unique(preds[m].index)
-        common = idx if common is None else np.intersect1d(common, idx, assume_unique=True)
-    assert common is not None
-    if len(common) == 0:
-        sizes = ", ".join(f"{m}: {len(preds[m])}" for m in models)
-        raise ValueError(f"no hand is scored by every model ({sizes})")
+    common = _common_hands(preds)
+    sub = {m: p.subset(common) for m, p in preds.items()}
+    _check_same_truth(sub, len(common))
+    cmp = Comparison(
+        class_names=names, common_index=common, rows=[], pairwise=_pairwise_tests(sub, alpha),
+        metrics={}, metrics_all={}, confusion={}, confusion_all={}, confused_pairs={}, orientation={},
+        alpha=alpha, n_boot=n_boot,
+    )
+    boot = dict(n_boot=n_boot, alpha=alpha, seed=seed, num_classes=len(names))
+    for m, p in preds.items():
+        mc = classification_metrics(sub[m].y_true, sub[m].y_pred, len(names), names)
+        ma = classification_metrics(p.y_true, p.y_pred, len(names), names)
+        cmp.metrics[m], cmp.metrics_all[m] = mc, ma
+        cmp.confusion[m], cmp.confusion_all[m] = mc["confusion"], ma["confusion"]
+        cmp.confused_pairs[m] = most_confused_pairs(mc["confusion"], names, k=top_k_confused)
+        cmp.orientation[m] = orientation_pair_confusion(mc["confusion"], names, pairs)
+        cmp.rows.append(_model_row(m, p, sub[m], mc, ma, boot))
+    return cmp
 
-    sub = {m: preds[m].subset(common) for m in models}
-    ref = models[0]
-    for m in models[1:]:
-        bad = int(np.sum(sub[m].y_true != sub[ref].y_true))
+
+def _common_hands(preds: Mapping[str, ModelPredictions]) -> np.ndarray:
+    """The hand ids every model scored (sorted); ``ValueError`` when there are none."""
+    common = None
+    for p in preds.values():
+        idx = np.unique(p.index)
+        common = idx if common is None else np.intersect1d(common, idx, assume_unique=True)
+    if common is None or len(common) == 0:
+        sizes = ", ".join(f"{m}: {len(p)}" for m, p in preds.items())
+        raise ValueError(f"no hand is scored by every model ({sizes})")
+    return common
+
+
+def _check_same_truth(sub: Mapping[str, ModelPredictions], n_common: int) -> None:
+    """Every model must give the same true label to each common hand, or the ids refer to other tables."""
+    (ref, first), *rest = sub.items()
+    for m, s in rest:
+        bad = int(np.sum(s.y_true != first.y_true))
         if bad:
             raise ValueError(
-                f"{m} and {ref} disagree on the true label of {bad} of {len(common)} common hands: "
+                f"{m} and {ref} disagree on the true label of {bad} of {n_common} common hands: "
                 "their index arrays do not refer to the same hands"
             )
 
-    rows, metrics, metrics_all = [], {}, {}
-    confusion, confusion_all, confused, orient = {}, {}, {}, {}
-    for m in models:
-        p, s = preds[m], sub[m]
-        mc = classification_metrics(s.y_true, s.y_pred, C, names)
-        ma = classification_metrics(p.y_true, p.y_pred, C, names)
-        metrics[m], metrics_all[m] = mc, ma
-        confusion[m], confusion_all[m] = mc["confusion"], ma["confusion"]
-        confused[m] = most_confused_pairs(mc["confusion"], names, k=top_k_confused)
-        orient[m] = orientation_pair_confusion(mc["confusion"], names, pairs)
-        kw = dict(n_boot=n_boot, alpha=alpha, seed=seed, num_classes=C)
-        acc_lo, acc_hi = bootstrap_ci(s.y_true, s.y_pred, "accuracy", **kw)
-        f1_lo, f1_hi = bootstrap_ci(s.y_true, s.y_pred, "macro_f1", **kw)
-        acca_lo, acca_hi = bootstrap_ci(p.y_true, p.y_pred, "accuracy", **kw)
-        f1a_lo, f1a_hi = bootstrap_ci(p.y_true, p.y_pred, "macro_f1", **kw)
-        rows.append({
-            "model": m, "n_common": mc["n"],
-            "acc": mc["accuracy"], "acc_low": acc_lo, "acc_high": acc_hi,
-            "macro_f1": mc["macro_f1"], "f1_low": f1_lo, "f1_high": f1_hi,
-            "precision": mc["macro_precision"], "recall": mc["macro_recall"],
-            "n_all": ma["n"], "acc_all": ma["accuracy"], "acc_all_low": acca_lo, "acc_all_high": acca_hi,
-            "f1_all": ma["macro_f1"], "f1_all_low": f1a_lo, "f1_all_high": f1a_hi,
-            "n_params": int(p.n_params), "ms_per_sample": float(p.ms_per_sample), "device": p.device,
-        })
 
+def _model_row(name: str, p: ModelPredictions, s: ModelPredictions, mc: dict, ma: dict, boot: dict) -> dict:
+    """One :data:`ROW_FIELDS` row: metrics with bootstrap intervals on the common hands (``s``, ``mc``)
+    and on all the model's hands (``p``, ``ma``)."""
+    acc_lo, acc_hi = bootstrap_ci(s.y_true, s.y_pred, "accuracy", **boot)
+    f1_lo, f1_hi = bootstrap_ci(s.y_true, s.y_pred, "macro_f1", **boot)
+    acca_lo, acca_hi = bootstrap_ci(p.y_true, p.y_pred, "accuracy", **boot)
+    f1a_lo, f1a_hi = bootstrap_ci(p.y_true, p.y_pred, "macro_f1", **boot)
+    return {
+        "model": name, "n_common": mc["n"],
+        "acc": mc["accuracy"], "acc_low": acc_lo, "acc_high": acc_hi,
+        "macro_f1": mc["macro_f1"], "f1_low": f1_lo, "f1_high": f1_hi,
+        "precision": mc["macro_precision"], "recall": mc["macro_recall"],
+        "n_all": ma["n"], "acc_all": ma["accuracy"], "acc_all_low": acca_lo, "acc_all_high": acca_hi,
+        "f1_all": ma["macro_f1"], "f1_all_low": f1a_lo, "f1_all_high": f1a_hi,
+        "n_params": int(p.n_params), "ms_per_sample": float(p.ms_per_sample), "device": p.device,
+    }
+
+
+def _pairwise_tests(sub: Mapping[str, ModelPredictions], alpha: float) -> list[dict]:
+    """McNemar tests of every pair of models on the common hands, Holm-adjusted (:data:`PAIR_FIELDS`)."""
     pairwise = []
-    for a, b in itertools.combinations(models, 2):
+    for a, b in itertools.combinations(sub, 2):
         ca = sub[a].y_pred == sub[a].y_true
         cb = sub[b].y_pred == sub[b].y_true
         t = mcnemar_test(ca, cb)
         pairwise.append({
-            "model_a": a, "model_b": b, "n": len(common),
+            "model_a": a, "model_b": b, "n": len(ca),
             "acc_a": float(ca.mean()), "acc_b": float(cb.mean()),
             "b": t["b"], "c": t["c"], "statistic": t["statistic"], "p_value": t["p_value"],
             "method": t["method"],
@@ -447,10 +465,4 @@ def compare_models(
     for row, ph in zip(pairwise, holm_adjust([r["p_value"] for r in pairwise])):
         row["p_holm"] = ph
         row["significant"] = bool(ph < alpha)
-    pairwise = [{k: r[k] for k in PAIR_FIELDS} for r in pairwise]
-
-    return Comparison(
-        class_names=names, common_index=common, rows=rows, pairwise=pairwise,
-        metrics=metrics, metrics_all=metrics_all, confusion=confusion, confusion_all=confusion_all,
-        confused_pairs=confused, orientation=orient, alpha=alpha, n_boot=n_boot,
-    )
+    return [{k: r[k] for k in PAIR_FIELDS} for r in pairwise]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_loaders.batches import load_hand_table
-from data_loaders.classes import make_class_set
+from data_loaders.classes import DEFAULT_CLASSES, make_class_set
 from data_loaders.hand_table import MANIFEST_NAME
 
 from .checkpoint import load_checkpoint
@@ -14,7 +14,7 @@ def ensure_crops(
     data_dir: str | Path | None,
     crops_dir: str | Path,
     *,
-    classes: str = "hagrid18",
+    classes: str = DEFAULT_CLASSES,
     include_no_gesture: bool = False,
     progress: bool = True,
     workers: int | None = None,

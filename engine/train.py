@@ -14,75 +14,139 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import math
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from common.errors import CheckpointMismatchError, UsageError
 from common.files import atomic_write_text
 from data_loaders.augment import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, BatchTransform
 from data_loaders.batches import load_hand_table, make_batches, usable_rows
-from data_loaders.classes import make_class_set
-from model_classes import create_model, model_spec
+from data_loaders.classes import DEFAULT_CLASSES, make_class_set
+from data_loaders.landmarks import METHODS as LANDMARK_NORMS
+from model_classes import create_model, list_models, model_spec
 from model_classes.registry import UnknownHyperparameterError, UnknownModelError
 
-from .checkpoint import build_model, check_compatible, load_checkpoint, load_model, make_checkpoint, save_checkpoint
-from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed, resolve_device
-from .loop import autocast, predict, to_device
+from .checkpoint import (
+    FUSION_BRANCHES,
+    CheckpointSaver,
+    build_model,
+    check_compatible,
+    check_fusion_branches,
+    fusion_from_checkpoints,
+    load_checkpoint,
+    make_checkpoint,
+)
+from .distributed import DistInfo, barrier, check_device, cleanup_distributed, init_distributed, resolve_device
+from .loop import evaluate, train_one_epoch
 from .recipes import SCHEDULERS, recipe
+from .reporting.plots import HISTORY_FIELDS, plot_history
 
-log = logging.getLogger(__name__)
-
-HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s")
 PLOT_EVERY_S = 10.0  # redraw the curves at most this often during a run (always at the end)
+IN_MEMORY = ("auto", "yes", "no")
+
+
+def _option(default: Any = None, help: str | None = None, **flag: Any) -> Any:
+    """A :class:`TrainConfig` field that is also a ``hand-gestures train`` flag (see
+    ``engine.cli``): ``--<name>`` unless ``flag`` says ``name=``; ``negate=True`` for a
+    ``--no-...`` switch; other keys (``choices``, ``metavar``) go to argparse as they are.
+    ``help`` may use ``%(default)s``; a ``dict`` field is read from repeated ``KEY=VALUE`` flags."""
+    kw = {"default_factory": dict} if default is dict else {"default": default}
+    return field(**kw, metadata={"flag": {"help": help, **flag}})
 
 
 @dataclass
 class TrainConfig:
-    """Everything a run needs; ``None`` means "the model's recipe decides"."""
+    """Everything a run needs; ``None`` means "the model's recipe decides" (engine/recipes.py).
 
-    model: str
-    crops_dir: str = "data/crops"
-    data_dir: str | None = None  # HaGRID root: landmark models can read it without crops
-    out_dir: str = "final_models"
-    graphs_dir: str = "graphs"
-    run_name: str | None = None
-    classes: str = "hagrid18"
-    include_no_gesture: bool = False
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    weight_decay: float | None = None
-    scheduler: str | None = None
-    patience: int | None = None  # epochs without a better val accuracy before stopping; 0 = never
-    seed: int = 0
-    device: str = "auto"
-    landmark_norm: str = "wrist"
-    hparams: dict = field(default_factory=dict)
-    augment: bool = True
-    num_workers: int = 2
-    in_memory: str = "auto"
-    amp: bool = True
-    resume: bool = False
-    max_train_batches: int | None = None  # cap per epoch, for smoke runs
+    The fields made with :func:`_option` are the ``train`` command's flags, in its order."""
+
+    model: str = field(metadata={"flag": {"help": None, "choices": list_models}})
+    data_dir: str | None = _option(None, "HaGRID root (landmark models can train from annotations without crops)")
+    crops_dir: str = _option("data/crops", "output of `hand-gestures crop` (default: %(default)s)")
+    out_dir: str = _option("final_models")
+    graphs_dir: str = _option("graphs")
+    run_name: str | None = _option(None, "checkpoint/graph name (default: the model name)")
+    classes: str = _option(DEFAULT_CLASSES, shared=True)  # --classes/--include-no-gesture: engine.cli.add_class_arguments
+    include_no_gesture: bool = _option(False, shared=True)
+    epochs: int | None = _option()
+    batch_size: int | None = _option()
+    lr: float | None = _option()
+    weight_decay: float | None = _option()
+    scheduler: str | None = _option(None, choices=SCHEDULERS)
+    patience: int | None = _option(None, "early stopping: epochs without a better val accuracy (0: off)")
+    seed: int = _option(0)
+    device: str = _option("auto")
+    landmark_norm: str = _option("wrist", choices=LANDMARK_NORMS)
+    hparams: dict = _option(dict, "model hyperparameter (JSON value)", name="hparam", metavar="KEY=VALUE")
+    init_from: dict = _option(dict, "fusion: resnet34=... gcn=...", metavar="MODEL=CKPT")  # {"gcn": ckpt, ...}
+    augment: bool = _option(True, name="no_augment", negate=True)
+    num_workers: int = _option(2, name="workers")
+    in_memory: str = _option("auto", choices=IN_MEMORY)
+    amp: bool = _option(True, name="no_amp", negate=True)
+    resume: bool = _option(False, "continue from <run>.last.pt")
+    max_train_batches: int | None = _option()  # cap per epoch, for smoke runs
+    progress: bool = _option(True, name="no_progress", negate=True)
     max_eval_batches: int | None = None
-    init_from: dict = field(default_factory=dict)  # fusion: {"resnet34": ckpt, "gcn": ckpt}
     train_split: str = "train"
     val_split: str = "val"
-    progress: bool = True
     tensorboard: bool = True
 
     @property
     def name(self) -> str:
         return self.run_name or self.model
+
+    def validate(self) -> None:
+        """Refuse settings that cannot train, before any work: one-line :class:`UsageError`s naming the flag."""
+        if self.model not in list_models():
+            raise UsageError(f"--model {self.model!r}: unknown model; choose from {', '.join(list_models())}")
+        settings = resolved_settings(self)
+        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 0)):
+            _check_at_least(name, settings[name], low)
+        for name, low in (("num_workers", 0), ("max_train_batches", 1), ("max_eval_batches", 1)):
+            _check_at_least(name, getattr(self, name), low)
+        lr, wd = settings["lr"], settings["weight_decay"]
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise UsageError(f"--lr must be a finite number > 0, got {lr}")
+        if not (isinstance(wd, (int, float)) and math.isfinite(wd) and wd >= 0):
+            raise UsageError(f"--weight-decay must be a finite number >= 0, got {wd}")
+        for name, allowed in (("landmark_norm", LANDMARK_NORMS), ("in_memory", IN_MEMORY)):
+            if getattr(self, name) not in allowed:
+                raise UsageError(f"{flag_name(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        check_device(self.device)
+        if self.init_from and self.model != "fusion":
+            raise UsageError(f"--init-from is only for --model fusion (it starts the fusion branches "
+                             f"{' and '.join(FUSION_BRANCHES)} from trained checkpoints), not for {self.model}")
+        check_fusion_branches(self.init_from)
+
+
+def flag_name(field_name: str) -> str:
+    """The ``train`` flag of a :class:`TrainConfig` field: ``num_workers`` -> ``--workers``."""
+    meta = next(f.metadata.get("flag", {}) for f in fields(TrainConfig) if f.name == field_name)
+    return "--" + meta.get("name", field_name).replace("_", "-")
+
+
+def _check_at_least(name: str, value: Any, low: int) -> None:
+    if value is not None and not (isinstance(value, int) and value >= low):
+        raise UsageError(f"{flag_name(name)} must be an integer >= {low}, got {value!r}")
+
+
+def check_writable(folder: str | Path, option: str) -> None:
+    """Create ``folder`` and write a scratch file there, so that a bad output folder stops the run
+    before any work (not after the first epoch)."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"{option} {folder}: cannot write there ({e.strerror or e})") from None
 
 
 @dataclass
@@ -98,26 +162,13 @@ class FitResult:
 def resolved_settings(cfg: TrainConfig) -> dict[str, Any]:
     """Recipe defaults overridden by whatever the config sets."""
     defaults = recipe(cfg.model)
-    out = {
-        "epochs": cfg.epochs if cfg.epochs is not None else defaults["epochs"],
-        "batch_size": cfg.batch_size if cfg.batch_size is not None else defaults["batch_size"],
-        "lr": cfg.lr if cfg.lr is not None else defaults["lr"],
-        "weight_decay": cfg.weight_decay if cfg.weight_decay is not None else defaults["weight_decay"],
-        "scheduler": cfg.scheduler or defaults["scheduler"],
-        "optimizer": defaults["optimizer"],
-        "patience": cfg.patience if cfg.patience is not None else defaults["patience"],
-    }
+    out = {k: getattr(cfg, k) if getattr(cfg, k) is not None else defaults[k]
+           for k in ("epochs", "batch_size", "lr", "weight_decay", "scheduler", "patience")}
+    out["scheduler"] = cfg.scheduler or defaults["scheduler"]
+    out["optimizer"] = defaults["optimizer"]
     if out["scheduler"] not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {out['scheduler']!r}; choose from {SCHEDULERS}")
-    return out
-
-
-def _scheduler(name: str, opt: torch.optim.Optimizer, lr: float, total_steps: int):
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
-    if name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total_steps, 1), pct_start=0.2)
-    return None
+        raise UsageError(f"unknown scheduler {out['scheduler']!r}; choose from {SCHEDULERS}")
+    return {k: out[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "scheduler", "optimizer", "patience")}
 
 
 RESUME_SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "scheduler", "optimizer", "seed",
@@ -134,20 +185,248 @@ def _check_resume_settings(ckpt: dict, path: Path, now: dict) -> None:
                                       "without --resume, or use the same settings):\n  " + "\n  ".join(diffs))
 
 
-def _build_model(cfg: TrainConfig, num_classes: int, class_names: Sequence[str]) -> nn.Module:
-    if cfg.model == "fusion" and cfg.init_from:
-        from model_classes.fusion import FusionModel
+# --------------------------------------------------------------------------- setup steps
+@dataclass
+class _Data:
+    class_names: list[str]
+    train: Any  # batches
+    val: Any
+    transform: BatchTransform
+    eval_transform: BatchTransform
+    preprocessing: dict
 
-        parts = {}
-        for key in ("resnet34", "gcn"):
-            if key in cfg.init_from:
-                expect = {"preprocessing": {"landmark_norm": cfg.landmark_norm}} if key == "gcn" else {}
-                parts[key], _ = load_model(cfg.init_from[key], model_name=key, class_names=class_names, **expect)
-        return FusionModel.from_unimodal(parts.get("resnet34"), parts.get("gcn"), num_classes, **cfg.hparams)
+
+def _setup_data(cfg: TrainConfig, settings: dict, device: torch.device, dist: DistInfo) -> _Data:
+    """The hand table, its train/val batches and transforms, and the preprocessing to record."""
+    spec = model_spec(cfg.model)
+    requested = make_class_set(cfg.classes, cfg.include_no_gesture).names
+    table = load_hand_table(cfg.crops_dir, cfg.data_dir, class_names=requested, need_images="image" in spec.inputs)
+    table = usable_rows(table, spec.inputs)
+    train_t, val_t = table.split_view(cfg.train_split), table.split_view(cfg.val_split)
+    common = dict(inputs=spec.inputs, image_size=spec.image_size, landmark_norm=cfg.landmark_norm,
+                  seed=cfg.seed, device=device, rank=dist.rank, world=dist.world,
+                  num_workers=cfg.num_workers, in_memory=cfg.in_memory, progress=cfg.progress and dist.is_main)
+    train_b = make_batches(train_t, batch_size=settings["batch_size"], shuffle=True, split=cfg.train_split, **common)
+    val_b = make_batches(val_t, batch_size=max(settings["batch_size"], 256), shuffle=False, split=cfg.val_split,
+                         **common)
+    augment = AugmentConfig.from_recipe(recipe(cfg.model)["augment"]) if cfg.augment else None
+    preprocessing = {
+        "inputs": list(spec.inputs), "image_size": spec.image_size, "landmark_norm": cfg.landmark_norm,
+        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+        "crop": {k: table.meta.get("crop_info", {}).get(k) for k in ("size", "box_scale", "fill", "resample")},
+    }
+    data = _Data(list(table.class_names), train_b, val_b,
+                 BatchTransform(cfg.landmark_norm, spec.image_size, augment, seed=cfg.seed, rank=dist.rank),
+                 BatchTransform(cfg.landmark_norm, spec.image_size, None), preprocessing)
+    _say(cfg, dist, f"[{cfg.name}] {len(train_t)} train / {len(val_t)} val hands, {len(data.class_names)} classes, "
+         f"device {device}" + (f", {dist.world} processes" if dist.enabled else ""))
+    return data
+
+
+def _load_resume(cfg: TrainConfig, last: Path, class_names: list[str], settings: dict, dist: DistInfo) -> dict | None:
+    """The ``--resume`` checkpoint after checking it continues this run; None to start afresh."""
+    if not cfg.resume:
+        return None
+    if not last.is_file():
+        if dist.is_main:
+            print(f"[{cfg.name}] --resume: nothing to resume at {last}, starting from the first epoch", flush=True)
+        return None
+    ckpt = load_checkpoint(last, map_location="cpu")
+    check_compatible(ckpt, last, model_name=cfg.model, class_names=class_names,
+                     hparams={k: v for k, v in cfg.hparams.items() if k != "weights"},
+                     preprocessing={"landmark_norm": cfg.landmark_norm})
+    _check_resume_settings(ckpt, last, {**settings, "seed": cfg.seed, "max_train_batches": cfg.max_train_batches})
+    return ckpt
+
+
+def _build_model(cfg: TrainConfig, class_names: Sequence[str], resume: dict | None, last: Path) -> nn.Module:
+    """A resumed model is rebuilt from its checkpoint (no ImageNet download, no branch checkpoints);
+    fusion may start from trained branches; anything else is a fresh model."""
+    if resume is not None:
+        return build_model(resume, last)
+    if cfg.model == "fusion" and cfg.init_from:
+        return fusion_from_checkpoints(cfg.init_from, len(class_names), class_names,
+                                       landmark_norm=cfg.landmark_norm, hparams=cfg.hparams)
     try:
-        return create_model(cfg.model, num_classes, **cfg.hparams)
+        return create_model(cfg.model, len(class_names), **cfg.hparams)
     except (UnknownHyperparameterError, UnknownModelError) as e:
         raise UsageError(str(e)) from None
+
+
+def _scheduler(name: str, opt: torch.optim.Optimizer, lr: float, total_steps: int):
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total_steps, 1), pct_start=0.2)
+    return None
+
+
+def _optimizer(model: nn.Module, settings: dict, steps_per_epoch: int):
+    """The recipe's optimiser over the trainable parameters and its per-step scheduler."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[settings["optimizer"]]
+    opt = opt_cls(params, lr=settings["lr"], weight_decay=settings["weight_decay"])
+    return opt, _scheduler(settings["scheduler"], opt, settings["lr"], steps_per_epoch * settings["epochs"])
+
+
+@dataclass
+class _Progress:
+    """Where a run stands: restored from a resume checkpoint, advanced every epoch."""
+
+    history: list[dict] = field(default_factory=list)
+    start_epoch: int = 0
+    best_acc: float = -math.inf
+    bad_epochs: int = 0
+
+    @classmethod
+    def restore(cls, ckpt: dict | None, opt: torch.optim.Optimizer, sched: Any) -> "_Progress":
+        if ckpt is None:
+            return cls()
+        opt.load_state_dict(ckpt["optimizer"])
+        if sched is not None and ckpt.get("scheduler"):
+            sched.load_state_dict(ckpt["scheduler"])
+        best = ckpt["best_metric"] if ckpt["best_metric"] is not None else -math.inf
+        return cls(list(ckpt.get("history", [])), ckpt["epoch"] + 1, best, ckpt.get("bad_epochs", 0))
+
+    def update(self, row: dict) -> bool:
+        """Record an epoch; True when its validation accuracy is the best so far."""
+        self.history.append(row)
+        improved = row["val_acc"] > self.best_acc
+        self.best_acc, self.bad_epochs = (row["val_acc"], 0) if improved else (self.best_acc, self.bad_epochs + 1)
+        return improved
+
+
+# --------------------------------------------------------------------------- fit
+def fit(cfg: TrainConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()) -> FitResult:
+    """Train ``cfg.model``; returns where the checkpoints are and the history."""
+    cfg.validate()
+    check_writable(cfg.out_dir, "--out-dir")
+    check_writable(cfg.graphs_dir, "--graphs-dir")
+    dist = init_distributed(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        return _fit(cfg, dist, callbacks)
+    finally:
+        cleanup_distributed()
+
+
+def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, dict], None]]) -> FitResult:
+    """The steps of a run: settings, data, resume state, model, optimiser, then the epochs."""
+    device = resolve_device(cfg.device, dist)
+    settings = resolved_settings(cfg)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    saver = CheckpointSaver(cfg.out_dir, cfg.name)
+    data = _setup_data(cfg, settings, device, dist)
+    resume = _load_resume(cfg, saver.last, data.class_names, settings, dist)
+    model = _build_model(cfg, data.class_names, resume, saver.last).to(device)
+    channels_last = device.type == "cuda" and "image" in model_spec(cfg.model).inputs
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_model = model
+    if dist.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    steps = len(data.train) if cfg.max_train_batches is None else min(len(data.train), cfg.max_train_batches)
+    opt, sched = _optimizer(model, settings, steps)
+    progress = _Progress.restore(resume, opt, sched)
+    if resume is not None:
+        _say(cfg, dist, f"[{cfg.name}] resuming from {saver.last} after epoch {resume['epoch'] + 1}")
+    run = _Run(cfg, settings, dist, device, data, saver, model, train_model, opt, sched, steps,
+               amp=cfg.amp and device.type == "cuda", channels_last=channels_last)
+    stopped_early = run.epochs(progress, callbacks)
+    return FitResult(saver.best, saver.last, progress.history, progress.best_acc,
+                     progress.start_epoch, stopped_early)
+
+
+@dataclass
+class _Run:
+    """The epoch loop of one run and what it writes after each epoch (main process only)."""
+
+    cfg: TrainConfig
+    settings: dict
+    dist: DistInfo
+    device: torch.device
+    data: _Data
+    saver: CheckpointSaver
+    model: nn.Module
+    train_model: nn.Module  # the model, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    sched: Any
+    steps: int
+    amp: bool
+    channels_last: bool
+
+    def epochs(self, progress: _Progress, callbacks: Sequence[Callable[[int, dict], None]]) -> bool:
+        """Train from ``progress.start_epoch`` (advanced as epochs finish); True when stopped early."""
+        writer = _tensorboard(self.cfg, self.dist)
+        last_plot, stopped_early = -math.inf, False
+        for epoch in range(progress.start_epoch, self.settings["epochs"]):
+            if self.settings["patience"] and progress.bad_epochs >= self.settings["patience"]:
+                stopped_early = True
+                break
+            row = self.one_epoch(epoch)
+            improved = progress.update(row)
+            progress.start_epoch = epoch + 1
+            if self.dist.is_main:
+                self.save(epoch, progress, row, improved, writer)
+                if time.perf_counter() - last_plot > PLOT_EVERY_S:  # tiny models run many epochs a second
+                    _plot_curves(self.cfg, progress.history)
+                    last_plot = time.perf_counter()
+            barrier()
+            for cb in callbacks:
+                cb(epoch, row)
+        if writer is not None:
+            writer.close()
+        if self.dist.is_main and progress.history:
+            _plot_curves(self.cfg, progress.history)
+        return stopped_early
+
+    def one_epoch(self, epoch: int) -> dict:
+        """Train and validate one epoch; its history row."""
+        cfg, t0 = self.cfg, time.perf_counter()
+        self.data.train.set_epoch(epoch)
+        self.data.transform.set_epoch(epoch, self.device)
+        torch.manual_seed(cfg.seed * 1000 + epoch + 7919 * self.dist.rank)  # dropout etc.: same stream on resume
+        bar = None
+        if cfg.progress and self.dist.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.steps, desc=f"{cfg.name} {epoch + 1}/{self.settings['epochs']}", unit="batch",
+                       leave=False, mininterval=1.0, disable=None)  # off when not a terminal: the epoch lines remain
+        train = train_one_epoch(self.train_model, self.data.train, self.data.transform, self.opt, self.sched,
+                                self.device, steps=self.steps, amp=self.amp, channels_last=self.channels_last,
+                                bar=bar, world=self.dist.world)
+        if bar is not None:
+            bar.close()
+        val = evaluate(self.model, self.data.val, self.data.eval_transform, self.device, amp=self.amp,
+                       channels_last=self.channels_last, max_batches=cfg.max_eval_batches)
+        return {"epoch": epoch + 1, "train_loss": train["train_loss"], "train_acc": train["train_acc"],
+                "val_loss": val["val_loss"], "val_acc": val["val_acc"], "lr": self.opt.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - t0, "samples_per_s": train["samples_per_s"]}
+
+    def save(self, epoch: int, progress: _Progress, row: dict, improved: bool, writer: Any) -> None:
+        """Checkpoints (best and last), the history CSV, TensorBoard scalars and the epoch line."""
+        cfg = self.cfg
+        ckpt = make_checkpoint(self.model, model_name=cfg.model, class_names=self.data.class_names,
+                               preprocessing=self.data.preprocessing, optimizer=self.opt, scheduler=self.sched,
+                               epoch=epoch, best_metric=progress.best_acc, args={**asdict(cfg), **self.settings},
+                               history=progress.history,
+                               extra={"bad_epochs": progress.bad_epochs, "val_acc": row["val_acc"]})
+        self.saver.save(ckpt, improved)
+        _write_history(Path(cfg.graphs_dir) / f"{cfg.name}_history.csv", progress.history)
+        if writer is not None:
+            for k in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "samples_per_s"):
+                writer.add_scalar(k, row[k], epoch + 1)
+        _say(cfg, self.dist, f"[{cfg.name}] epoch {epoch + 1}: train loss {row['train_loss']:.4f} acc "
+             f"{row['train_acc']:.4f} | val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} | "
+             f"{row['seconds']:.1f}s, {row['samples_per_s']:.0f} samples/s" + ("  *best" if improved else ""))
+
+
+# --------------------------------------------------------------------------- outputs
+def _say(cfg: TrainConfig, dist: DistInfo, line: str) -> None:
+    """A progress line, from the main process, unless progress output is off."""
+    if dist.is_main and cfg.progress:
+        print(line, flush=True)
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
@@ -159,186 +438,8 @@ def _write_history(path: Path, history: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def fit(cfg: TrainConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()) -> FitResult:
-    """Train ``cfg.model``; returns where the checkpoints are and the history."""
-    dist = init_distributed(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    try:
-        return _fit(cfg, dist, callbacks)
-    finally:
-        cleanup_distributed()
-
-
-def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, dict], None]]) -> FitResult:
-    device = resolve_device(cfg.device, dist)
-    spec = model_spec(cfg.model)
-    settings = resolved_settings(cfg)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    out_dir, graphs_dir = Path(cfg.out_dir), Path(cfg.graphs_dir)
-    best_path, last_path = out_dir / f"{cfg.name}.pt", out_dir / f"{cfg.name}.last.pt"
-    say = (lambda *a: print(*a, flush=True)) if (dist.is_main and cfg.progress) else (lambda *a: None)
-
-    # ------------------------------------------------------------- data
-    requested = make_class_set(cfg.classes, cfg.include_no_gesture).names
-    table = load_hand_table(cfg.crops_dir, cfg.data_dir, class_names=requested,
-                            need_images="image" in spec.inputs)
-    table = usable_rows(table, spec.inputs)
-    class_names = list(table.class_names)
-    train_t, val_t = table.split_view(cfg.train_split), table.split_view(cfg.val_split)
-    common = dict(inputs=spec.inputs, image_size=spec.image_size, landmark_norm=cfg.landmark_norm,
-                  seed=cfg.seed, device=device, rank=dist.rank, world=dist.world,
-                  num_workers=cfg.num_workers, in_memory=cfg.in_memory, progress=cfg.progress and dist.is_main)
-    train_b = make_batches(train_t, batch_size=settings["batch_size"], shuffle=True, **common)
-    val_b = make_batches(val_t, batch_size=max(settings["batch_size"], 256), shuffle=False, **common)
-    augment = AugmentConfig.from_recipe(recipe(cfg.model)["augment"]) if cfg.augment else None
-    transform = BatchTransform(cfg.landmark_norm, spec.image_size, augment, seed=cfg.seed, rank=dist.rank)
-    eval_transform = BatchTransform(cfg.landmark_norm, spec.image_size, None)
-    say(f"[{cfg.name}] {len(train_t)} train / {len(val_t)} val hands, {len(class_names)} classes, device {device}"
-        + (f", {dist.world} processes" if dist.enabled else ""))
-
-    # ------------------------------------------------------------- model
-    resume_ckpt = None
-    if cfg.resume:
-        if last_path.is_file():
-            resume_ckpt = load_checkpoint(last_path, map_location="cpu")
-            check_compatible(resume_ckpt, last_path, model_name=cfg.model, class_names=class_names,
-                             hparams={k: v for k, v in cfg.hparams.items() if k != "weights"},
-                             preprocessing={"landmark_norm": cfg.landmark_norm})
-            _check_resume_settings(resume_ckpt, last_path, {**settings, "seed": cfg.seed,
-                                                            "max_train_batches": cfg.max_train_batches})
-        elif dist.is_main:
-            print(f"[{cfg.name}] --resume: nothing to resume at {last_path}, starting from the first epoch", flush=True)
-    # a resumed model is rebuilt from its checkpoint: no ImageNet download, no unimodal checkpoints needed
-    model = build_model(resume_ckpt, last_path) if resume_ckpt else _build_model(cfg, len(class_names), class_names)
-    model = model.to(device)
-    channels_last = device.type == "cuda" and "image" in spec.inputs
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    use_amp = cfg.amp and device.type == "cuda"
-    preprocessing = {
-        "inputs": list(spec.inputs), "image_size": spec.image_size, "landmark_norm": cfg.landmark_norm,
-        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-        "crop": {k: table.meta.get("crop_info", {}).get(k) for k in ("size", "box_scale", "fill", "resample")},
-    }
-    train_model: nn.Module = model
-    if dist.enabled:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[settings["optimizer"]]
-    opt = opt_cls(params, lr=settings["lr"], weight_decay=settings["weight_decay"])
-    steps_per_epoch = len(train_b) if cfg.max_train_batches is None else min(len(train_b), cfg.max_train_batches)
-    sched = _scheduler(settings["scheduler"], opt, settings["lr"], steps_per_epoch * settings["epochs"])
-
-    history: list[dict] = []
-    start_epoch, best_acc, bad_epochs = 0, -math.inf, 0
-    if resume_ckpt is not None:
-        ckpt = resume_ckpt
-        opt.load_state_dict(ckpt["optimizer"])
-        if sched is not None and ckpt.get("scheduler"):
-            sched.load_state_dict(ckpt["scheduler"])
-        history = list(ckpt.get("history", []))
-        start_epoch = ckpt["epoch"] + 1
-        best_acc = ckpt["best_metric"] if ckpt["best_metric"] is not None else -math.inf
-        bad_epochs = ckpt.get("bad_epochs", 0)
-        say(f"[{cfg.name}] resuming from {last_path} after epoch {ckpt['epoch'] + 1}")
-
-    writer = _tensorboard(cfg, dist)
-    args = {**asdict(cfg), **settings}
-    stopped_early = False
-    last_plot = -math.inf
-    epochs_done = start_epoch
-    for epoch in range(start_epoch, settings["epochs"]):
-        if settings["patience"] and bad_epochs >= settings["patience"]:
-            stopped_early = True
-            break
-        t0 = time.perf_counter()
-        train_b.set_epoch(epoch)
-        transform.set_epoch(epoch, device)
-        torch.manual_seed(cfg.seed * 1000 + epoch + 7919 * dist.rank)  # dropout etc.: same stream on resume
-        train_model.train()
-        loss_sum = correct = seen = 0.0
-        it = train_b
-        bar = None
-        if cfg.progress and dist.is_main:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=steps_per_epoch, desc=f"{cfg.name} {epoch + 1}/{settings['epochs']}", unit="batch", leave=False,
-                       mininterval=1.0, disable=None)  # off when not a terminal: the epoch lines remain
-        for i, batch in enumerate(it):
-            if i >= steps_per_epoch:
-                break
-            batch = transform(to_device(batch, device, channels_last), train=True)
-            with autocast(device, use_amp):
-                logits = train_model(batch)
-                loss = F.cross_entropy(logits.float(), batch["label"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            n = batch["label"].shape[0]
-            loss_sum += loss.item() * n
-            correct += (logits.argmax(-1) == batch["label"]).sum().item()
-            seen += n
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", samples_s=f"{seen * dist.world / (time.perf_counter() - t0):.0f}")
-        if bar is not None:
-            bar.close()
-        train_seconds = time.perf_counter() - t0
-        loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], device)
-        preds = predict(model, val_b, eval_transform, device, amp=use_amp, channels_last=channels_last,
-                        max_batches=cfg.max_eval_batches)
-        v_loss, v_correct, v_n = all_reduce_sum(
-            [preds.loss_sum, float((preds.y_true == preds.y_pred).sum()), float(preds.n)], device)
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-            "val_loss": v_loss / max(v_n, 1), "val_acc": v_correct / max(v_n, 1),
-            "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
-            "samples_per_s": seen / max(train_seconds, 1e-9),
-        }
-        history.append(row)
-        epochs_done = epoch + 1
-        improved = row["val_acc"] > best_acc
-        if improved:
-            best_acc, bad_epochs = row["val_acc"], 0
-        else:
-            bad_epochs += 1
-        if dist.is_main:
-            ckpt = make_checkpoint(model, model_name=cfg.model, class_names=class_names, preprocessing=preprocessing,
-                                   optimizer=opt, scheduler=sched, epoch=epoch, best_metric=best_acc, args=args,
-                                   history=history, extra={"bad_epochs": bad_epochs, "val_acc": row["val_acc"]})
-            if improved:
-                save_checkpoint(best_path, ckpt)
-            save_checkpoint(last_path, ckpt)
-            _write_history(graphs_dir / f"{cfg.name}_history.csv", history)
-            if time.perf_counter() - last_plot > PLOT_EVERY_S:  # tiny models run many epochs a second
-                _plot_curves(graphs_dir, cfg.name, history)
-                last_plot = time.perf_counter()
-            if writer is not None:
-                for k in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "samples_per_s"):
-                    writer.add_scalar(k, row[k], epoch + 1)
-            say(f"[{cfg.name}] epoch {epoch + 1}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
-                f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} | {row['seconds']:.1f}s, "
-                f"{row['samples_per_s']:.0f} samples/s" + ("  *best" if improved else ""))
-        barrier()
-        for cb in callbacks:
-            cb(epoch, row)
-    if writer is not None:
-        writer.close()
-    if dist.is_main and history:
-        _plot_curves(graphs_dir, cfg.name, history)
-    return FitResult(best_path, last_path, history, best_acc, epochs_done, stopped_early)
-
-
-def _plot_curves(graphs_dir: Path, name: str, history: list[dict]) -> None:
-    try:
-        from .reporting.plots import plot_history
-    except ImportError:  # plotting is optional for training
-        return
-    plot_history(history, graphs_dir / f"{name}_curves.png", title=name)
+def _plot_curves(cfg: TrainConfig, history: list[dict]) -> None:
+    plot_history(history, Path(cfg.graphs_dir) / f"{cfg.name}_curves.png", title=cfg.name)
 
 
 def _tensorboard(cfg: TrainConfig, dist: DistInfo):
@@ -346,6 +447,6 @@ def _tensorboard(cfg: TrainConfig, dist: DistInfo):
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard not installed: the history CSV and curves still exist
+    except ImportError:  # tensorboard is an optional extra: the history CSV and curves still exist
         return None
     return SummaryWriter(log_dir=str(Path(cfg.graphs_dir) / "tensorboard" / cfg.name))

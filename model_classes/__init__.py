@@ -3,7 +3,7 @@
 ``create_model(name, num_classes, **hparams)``, ``list_models()`` (``mlp``, ``cnn``,
 ``gcn``, ``resnet34``, ``fusion``) and ``model_spec(name)``; see :mod:`model_classes.registry`.
 Every model's ``forward`` takes the dict batch of ``docs/architecture.md`` and returns
-``(B, C)`` logits.
+``(B, C)`` logits. Design notes and parameter counts: ``docs/models.md``.
 """
 from __future__ import annotations
 
@@ -17,18 +17,20 @@ from .registry import (
     register_model,
 )
 
-# Registration order is list_models() order.
-from .mlp import LandmarkMLP  # noqa: E402
-from .cnn import SmallCNN  # noqa: E402
-from .gcn import HandGCN  # noqa: E402
-from .resnet import (  # noqa: E402
+# isort: off
+# Importing a model module registers it: this order is list_models() order (fusion last, it builds the others).
+from .mlp import LandmarkMLP
+from .cnn import SmallCNN
+from .gcn import HandGCN
+from .resnet import (
     IMAGENET_URL,
     PretrainedWeightsError,
     ResNet34Classifier,
     load_backbone_weights,
     load_imagenet_weights,
 )
-from .fusion import FusionModel  # noqa: E402
+from .fusion import FusionModel
+# isort: on
 
 __all__ = [
     "ModelSpec",

@@ -1,62 +1,45 @@
-"""Late fusion of the ResNet-34 image branch and the GCN landmark branch (``"fusion"``).
+"""Late fusion (``"fusion"``) of the ResNet-34 image branch and the GCN landmark branch.
 
-Input: ``batch["image"]`` ``(B, 3, 128, 128)``, ``batch["landmarks"]`` ``(B, 21, 2)``
-and ``batch["has_landmarks"]`` ``(B,)``.
+Input ``batch["image"]`` ``(B, 3, 128, 128)``, ``batch["landmarks"]`` ``(B, 21, 2)`` and
+``batch["has_landmarks"]`` ``(B,)``; returns ``(B, C)`` logits. A hand is "present" when it has
+landmarks (minus modality dropout in training); for the others the prediction uses the image alone.
 
-``FusionModel(image_branch, graph_branch, head)``; ``mode`` picks the head:
+* ``mode="feature"``: ``MLP([z_image, z_graph, present])``, the MLP being ``dropout -> Linear(577,
+  head_hidden) -> ReLU -> dropout -> Linear(head_hidden, C)``; ``z_graph`` is a learned "missing"
+  vector where not present. The branches' own ``fc`` heads are unused and frozen.
+* ``mode="logit"``: ``image_logits + w * graph_logits`` (the graph term only where present), ``w``
+  a learned scalar.
 
-* ``"feature"`` (default): concatenate the 512-D image embedding, the 64-D graph
-  embedding and a landmarks-present indicator, then ``dropout -> Linear(577, 256)
-  -> ReLU -> dropout -> Linear(256, C)``. Where a hand has no landmarks the graph
-  embedding is replaced by a learned "missing" vector and the indicator is 0, so
-  the prediction depends on the image alone. The branches' own ``fc`` heads are
-  unused in this mode and are frozen (``requires_grad=False``; their weights stay
-  in the state dict so unimodal checkpoints load unchanged, and DDP sees no
-  parameter without a gradient).
-* ``"logit"``: ``image_logits + w * graph_logits`` with a learned scalar ``w``
-  (initial value ``graph_weight``); image logits only where there are no landmarks.
+Args:
+    num_classes (int): number of classes ``C``.
+    resnet (Mapping): the ResNet-34 branch's hyperparameters, completed from its defaults
+        (default ``{"weights": "imagenet", "dropout": 0.0}``).
+    gcn (Mapping): the GCN branch's hyperparameters, completed from its defaults.
+    mode (str): ``"feature"`` (default) or ``"logit"``.
+    head_hidden (int), head_dropout (float): the feature head's width and dropout (``256``, ``0.2``).
+    graph_weight (float): initial ``w`` of the logit head (``1.0``).
+    freeze_branches (bool): train only the head, branches kept in eval mode (default ``False``).
+    modality_dropout (float): probability, in training, of treating a hand's landmarks as missing
+        (default ``0.2``).
 
-``freeze_branches=True`` trains only the head (branches kept in eval mode, so
-their batch-norm statistics do not move). ``modality_dropout`` (default 0.2) is the
-probability, in training only, of treating a hand's landmarks as missing, so the
-head also learns the image-only case it meets at test time.
-
-Defaults: ``resnet={"weights": "imagenet", "dropout": 0.0}``, ``gcn`` = the GCN's
-defaults, ``mode="feature"``, ``head_hidden=256``, ``head_dropout=0.2``,
-``graph_weight=1.0``, ``freeze_branches=False``, ``modality_dropout=0.2``.
-Parameters for 18 classes (feature mode): 21,293,906 (ResNet-34) + 12,370 (GCN)
-+ 152,658 (head: 147,968 + 4,626 + 64 missing vector) = **21,458,934**
-(of which 1,170 + 9,234 in the unused branch heads are frozen); logit mode:
-21,306,277.
-
-Initialising from trained unimodal models: ``FusionModel.from_unimodal(resnet_model,
-gcn_model, num_classes, **hparams)`` or ``model.init_from_checkpoints(resnet_ckpt,
-gcn_ckpt)`` (state dicts, checkpoint dicts or paths). As for the ResNet, the stored
-``hparams["resnet"]["weights"]`` is ``None`` so a checkpoint rebuild never downloads.
+``FusionModel.from_unimodal`` starts the branches from trained unimodal models. The stored
+``hparams["resnet"]["weights"]`` is ``None``, so a checkpoint rebuild never downloads.
+The model has no ``embed``. Why these modes, parameter counts: ``docs/models.md``.
 """
 from __future__ import annotations
 
-import inspect
-import os
 from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
 
-from .gcn import HandGCN, build_gcn
-from .registry import create_model, register_model
-from .resnet import IMAGE_SIZE, PretrainedWeightsError, ResNet34Classifier, build_resnet34, model_state_dict
+from .gcn import HandGCN
+from .registry import create_model, model_spec, register_model
+from .resnet import IMAGE_SIZE, ResNet34Classifier
 
 MODES = ("feature", "logit")
-
-
-def _defaults(factory: Any) -> dict[str, Any]:
-    params = list(inspect.signature(factory).parameters.values())[1:]
-    return {p.name: p.default for p in params}
-
-
-RESNET_DEFAULTS = _defaults(build_resnet34)
-GCN_DEFAULTS = _defaults(build_gcn)
+RESNET_DEFAULTS = model_spec("resnet34").default_hparams
+GCN_DEFAULTS = model_spec("gcn").default_hparams
 
 
 class FeatureFusionHead(nn.Module):
@@ -124,7 +107,6 @@ class FusionModel(nn.Module):
         self.freeze_branches = bool(freeze_branches)
         self.modality_dropout = float(modality_dropout)
         self.num_classes = image_branch.num_classes
-        self.embed_dim = image_branch.embed_dim + graph_branch.embed_dim
         self.hparams: dict[str, Any] = {
             "resnet": {**image_branch.hparams, "weights": None},
             "gcn": dict(graph_branch.hparams),
@@ -199,63 +181,6 @@ class FusionModel(nn.Module):
             model.graph_branch.load_state_dict(gcn_model.state_dict())
             model.pretrained["gcn"] = "unimodal model"
         return model
-
-    def init_from_checkpoints(self, resnet_state: Any, gcn_state: Any) -> None:
-        """Load trained unimodal weights into the branches.
-
-        Each argument is a state dict, a checkpoint dict (``state_dict`` plus optionally
-        ``model_name``/``hparams``, which are checked against the branch) or a path to one
-        (read with ``torch.load(weights_only=True)``: tensors and plain containers only, as
-        ``engine.checkpoint`` writes them; pass the loaded dict for anything else).
-        """
-        for attr, expected_name, ckpt in (
-            ("image_branch", "resnet34", resnet_state),
-            ("graph_branch", "gcn", gcn_state),
-        ):
-            branch: nn.Module = getattr(self, attr)
-            source = str(ckpt) if isinstance(ckpt, (str, os.PathLike)) else f"{expected_name} state"
-            if isinstance(ckpt, (str, os.PathLike)):
-                try:
-                    ckpt = torch.load(ckpt, map_location="cpu", weights_only=True)
-                except Exception as e:  # noqa: BLE001 - missing, truncated or not plain data
-                    raise ValueError(
-                        f"{source}: cannot be read as a state dict or checkpoint of plain data "
-                        f"(torch.load weights_only=True): {e}"
-                    ) from e
-            if isinstance(ckpt, Mapping) and isinstance(ckpt.get("state_dict"), Mapping):
-                _check_branch_checkpoint(ckpt, branch, expected_name, source)
-            try:
-                branch.load_state_dict(model_state_dict(ckpt), strict=True)
-            except (RuntimeError, PretrainedWeightsError) as e:
-                raise ValueError(f"{source} does not fit the fusion's {expected_name} branch: {e}") from e
-        self.pretrained = {"resnet": "checkpoint", "gcn": "checkpoint"}
-
-
-def _check_branch_checkpoint(ckpt: Mapping, branch: nn.Module, expected_name: str, source: str) -> None:
-    """A checkpoint's ``model_name`` and architecture ``hparams`` must be those of the branch."""
-    name = ckpt.get("model_name", expected_name)
-    if name != expected_name:
-        raise ValueError(f"{source}: expected a {expected_name!r} checkpoint, got {name!r}")
-    saved = ckpt.get("hparams")
-    if not isinstance(saved, Mapping):
-        return
-    diffs = [
-        f"{k}: checkpoint {saved[k]!r} vs fusion {v!r}"
-        for k, v in branch.hparams.items()
-        if k != "weights" and k in saved and not _same(saved[k], v)
-    ]
-    if diffs:
-        raise ValueError(f"{source} does not match the fusion's {expected_name} branch: " + "; ".join(diffs))
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal values, where a list and a tuple with the same items are the same (a checkpoint may
-    hold either, depending on how it was saved): compares items, never converts."""
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    return a == b
 
 
 @register_model("fusion", inputs=("image", "landmarks"), image_size=IMAGE_SIZE)

@@ -1,39 +1,29 @@
-"""Hand-skeleton GCN (``"gcn"``), three PyTorch Geometric graph convolutions.
+"""Hand-skeleton GCN (``"gcn"``): graph convolutions over the 21 MediaPipe joints.
 
-Input: ``batch["landmarks"]`` ``(B, 21, 2)``; node features built from it by
-``node_features``: ``"xy"`` (2 per node, default) or ``"xy+bone"`` (4: the
-point and the vector from its parent joint, :data:`data_loaders.hand_graph.PARENTS`; zero at the wrist).
+Computes, with :class:`torch_geometric.nn.DenseGCNConv` over the fixed ``(21, 21)`` adjacency of
+:func:`data_loaders.hand_graph.adjacency` (bones plus ``extra_edges``; the convolution adds
+self-loops and normalises symmetrically)::
 
-Graph: the 21 MediaPipe bones of :mod:`data_loaders.hand_graph` (plus the named
-``extra_edges`` sets), self-loops added by the convolution, symmetric
-normalisation. Every hand has the same topology, so the batch runs as one
-dense ``(B, 21, F)`` tensor through :class:`torch_geometric.nn.DenseGCNConv`
-with a fixed ``(21, 21)`` adjacency buffer shared by the batch: no per-sample
-``Data`` objects, no scatter, so it needs no torch-scatter/torch-sparse and is
-numerically the same as ``GCNConv`` over ``hand_graph.batched_edge_index``.
+    h = ReLU(conv_1(x) + E);  h = ReLU(conv_i(h)) for i = 2..num_layers
+    logits = Linear(dropout(readout(h)))
 
-Joint identity. A plain GCN with mean pooling cannot tell which joint is which
-beyond the graph's structure (the bone graph is mirror-symmetric: index<->pinky,
-middle<->ring is an automorphism, so such a GCN gives a hand and its finger-
-swapped copy the same output). We keep identity two ways:
+on ``batch["landmarks"]`` ``(B, 21, 2)``, and returns ``(B, C)`` logits. ``E`` is the learned
+per-joint embedding (when ``node_embedding``). ``embed(batch)`` returns the ``(B, hidden)`` readout.
 
-* ``node_embedding=True``: a learned ``(21, hidden)`` per-joint embedding added
-  after the first convolution (the same as appending a one-hot joint id to the
-  input features, up to reparametrisation);
-* ``readout="weighted"``: a learned per-joint, per-channel weighting of the 21
-  node vectors (initialised to the mean); ``"flatten"`` concatenates the 21
-  ordered node vectors and projects them to ``hidden`` (many more parameters);
-  ``"mean"`` is the seed's mean pooling.
+Args:
+    num_classes (int): number of classes ``C``.
+    hidden (int): width of every convolution (default ``64``).
+    num_layers (int): number of convolutions, at least 1 (default ``3``).
+    node_features (str): ``"xy"`` (the point, default) or ``"xy+bone"`` (also the vector from its
+        parent joint, :data:`data_loaders.hand_graph.PARENTS`; zero at the wrist).
+    node_embedding (bool): add a learned ``(21, hidden)`` joint embedding after the first
+        convolution (default ``True``).
+    readout (str): ``"weighted"`` (learned per-joint, per-channel weights, starting as the mean;
+        default), ``"mean"`` or ``"flatten"`` (the 21 node vectors concatenated, projected to ``hidden``).
+    extra_edges (Sequence[str]): named edge sets of :mod:`data_loaders.hand_graph` (default none).
+    dropout (float): dropout before the linear head (default ``0.1``).
 
-``readout="mean", node_embedding=False`` builds a seed-style GCN for comparison.
-
-Defaults: ``hidden=64, node_features="xy", node_embedding=True,
-readout="weighted", extra_edges=(), dropout=0.1``. Layers:
-``conv(2->64) + emb(21x64) -> ReLU -> conv(64->64) -> ReLU -> conv(64->64) -> ReLU ->
-readout -> dropout -> linear(64->C)``. Parameters for 18 classes:
-``192 + 1,344 + 4,160 + 4,160 + 1,344 + 1,170 =`` **12,370** (seed-style
-mean/no-embedding: 9,682; ``"xy+bone"`` adds 128).
-``embed(batch)`` returns the 64-D readout (``embed_dim``).
+Why joint identity matters, parameter counts: ``docs/models.md``.
 """
 from __future__ import annotations
 
@@ -55,7 +45,6 @@ NODE_FEATURES = {"xy": 2, "xy+bone": 4}
 READOUTS = ("weighted", "mean", "flatten")
 
 
-
 def node_feature_tensor(landmarks: torch.Tensor, kind: str) -> torch.Tensor:
     """``(B, 21, 2)`` landmarks -> ``(B, 21, F)`` node features."""
     if kind == "xy":
@@ -66,6 +55,7 @@ def node_feature_tensor(landmarks: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"unknown node_features {kind!r}; choose from {sorted(NODE_FEATURES)}")
 
 
+@register_model("gcn", inputs=("landmarks",))
 class HandGCN(nn.Module):
     inputs = ("landmarks",)
 
@@ -144,6 +134,3 @@ class HandGCN(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.fc(self.dropout(self.embed(batch)))
 
-
-# The class itself is the factory: its keyword arguments (with defaults) are the hyperparameters.
-build_gcn = register_model("gcn", inputs=("landmarks",))(HandGCN)

@@ -1,4 +1,4 @@
-"""Model registry: names -> factories, inputs, image sizes, default hyperparameters and training recipes.
+"""Model registry: names -> factories, inputs, input image sizes and default hyperparameters.
 
 Usage::
 
@@ -8,18 +8,11 @@ Usage::
     spec = model_spec("gcn")          # spec.inputs, spec.image_size, spec.default_hparams
     again = create_model("gcn", 18, **model.hparams)   # same architecture, fresh weights
 
-A factory is a callable ``factory(num_classes, **hparams) -> nn.Module`` whose
-hyperparameters are keyword arguments with defaults; those defaults are the
-model's ``default_hparams``. Each model stores the full resolved dict in
-``model.hparams`` so that ``create_model(name, num_classes, **model.hparams)``
-rebuilds the same architecture (that is what a checkpoint stores). For the
-ResNet-34 and the fusion model the stored ``weights`` is always ``None``: the
-rebuilt model's weights come from the checkpoint's ``state_dict``, never from
-a fresh ImageNet download (``model.pretrained`` records where the initial
-weights came from).
-
-Training recipes (learning rate, batch size, epochs, augmentation) are not the model's: they live in
-:mod:`engine.recipes`.
+A factory (a function or the model class itself) is ``factory(num_classes, **hparams) -> nn.Module``
+whose hyperparameters are keyword arguments with defaults: those defaults are ``default_hparams``.
+Each model stores the full resolved dict in ``model.hparams``, which is what a checkpoint stores to
+rebuild it. This module imports no model module: each registers itself with :func:`register_model`
+when :mod:`model_classes` imports it.
 """
 from __future__ import annotations
 
@@ -31,6 +24,7 @@ from typing import Any, Callable
 import torch.nn as nn
 
 VALID_INPUTS = ("landmarks", "image")
+
 
 class UnknownModelError(KeyError):
     """``create_model``/``model_spec`` got a name that is not registered."""
@@ -45,22 +39,13 @@ class UnknownHyperparameterError(TypeError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What the engine needs to know about a model before building it (the model modules register
-    themselves when :mod:`model_classes` is imported)."""
+    """What the engine needs to know about a model before building it."""
 
     name: str
     inputs: tuple[str, ...]
     image_size: int | None
     default_hparams: dict[str, Any]
     factory: Callable[..., nn.Module] = field(repr=False, compare=False)
-
-    @property
-    def uses_image(self) -> bool:
-        return "image" in self.inputs
-
-    @property
-    def uses_landmarks(self) -> bool:
-        return "landmarks" in self.inputs
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -87,7 +72,8 @@ def register_model(
     inputs: tuple[str, ...] | list[str],
     image_size: int | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering ``factory(num_classes, **hparams) -> nn.Module`` under ``name``."""
+    """Decorator registering ``factory(num_classes, **hparams) -> nn.Module`` (a function or a model
+    class) under ``name``; returns the factory unchanged."""
     inputs = tuple(inputs)
     bad = [i for i in inputs if i not in VALID_INPUTS]
     if not inputs or bad:
@@ -131,7 +117,12 @@ def model_spec(name: str) -> ModelSpec:
 
 
 def create_model(name: str, num_classes: int, **hparams: Any) -> nn.Module:
-    """Build model ``name`` for ``num_classes`` classes; unspecified hyperparameters take their defaults."""
+    """Build model ``name`` for ``num_classes`` classes; unspecified hyperparameters take their defaults.
+
+    Unlike timm's ``create_model``, a ``None`` value is passed on, not dropped: it can be a real
+    choice (``weights=None`` is a randomly initialised ResNet-34, and checkpoints store it so that a
+    rebuild never downloads).
+    """
     spec = model_spec(name)
     unknown = sorted(set(hparams) - set(spec.default_hparams))
     if unknown:

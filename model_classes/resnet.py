@@ -1,28 +1,22 @@
 """ResNet-34 (``"resnet34"``): torchvision's ResNet-34 with a new C-class head.
 
-Input: ``batch["image"]`` ``(B, 3, 128, 128)``, ImageNet-normalised.
+Computes ``Linear(512, C)(dropout(backbone(x)))``, where ``backbone`` is
+``torchvision.models.resnet34`` with ``fc = Identity``, on ``batch["image"]`` ``(B, 3, 128, 128)``
+(ImageNet-normalised), and returns ``(B, C)`` logits. ``embed(batch)`` returns the ``(B, 512)``
+average-pooled backbone features.
 
-Structure: ``backbone`` = ``torchvision.models.resnet34`` with ``fc`` replaced
-by ``Identity`` (so ``embed(batch)`` is the 512-D average-pooled feature,
-``embed_dim = 512``), then ``dropout`` (default 0.0) and ``fc = Linear(512, C)``.
-Parameters for 18 classes: 21,284,672 (backbone) + 9,234 (head) = **21,293,906**.
+Args:
+    num_classes (int): number of classes ``C``.
+    weights (str | os.PathLike | None): the backbone's initial weights (the head is always random):
+        ``"imagenet"`` (default) for torchvision's IMAGENET1K_V1 through :func:`load_imagenet_weights`;
+        a path to a torchvision state dict, a state dict of this model or a checkpoint dict with a
+        ``"state_dict"`` entry (``module.``/``backbone.`` prefixes stripped, ``fc.*`` dropped, every
+        backbone key required); or ``None`` for random initialisation.
+    dropout (float): dropout before the linear head (default ``0.0``).
 
-``weights`` (default ``"imagenet"``):
-
-* ``"imagenet"``: torchvision's IMAGENET1K_V1 weights through
-  :func:`load_imagenet_weights` (``torch.hub.load_state_dict_from_url``, cached
-  in ``$TORCH_HOME/hub/checkpoints``). Offline, it raises
-  :class:`PretrainedWeightsError` saying how to get the file;
-* a path to a local ``.pth``: a torchvision state dict, a state dict of this
-  model, or a checkpoint dict with a ``"state_dict"`` entry (``module.`` and
-  ``backbone.`` prefixes are stripped, ``fc.*`` dropped); every backbone key
-  must be present, otherwise the error lists the missing and unexpected keys;
-* ``None``: random initialisation.
-
-``model.hparams["weights"]`` is always ``None`` (``model.pretrained`` records
-the source): rebuilding from a checkpoint with
-``create_model("resnet34", C, **hparams)`` must not download anything, since
-the weights then come from the checkpoint's state dict.
+``model.hparams["weights"]`` is always ``None`` and ``model.pretrained`` records the source, so
+``create_model("resnet34", C, **hparams)`` from a checkpoint never downloads. Parameter counts:
+``docs/models.md``.
 """
 from __future__ import annotations
 
@@ -130,6 +124,7 @@ def load_backbone_weights(backbone: nn.Module, state: Mapping[str, Any], source:
         raise PretrainedWeightsError(f"{source} does not fit the ResNet-34 backbone: {e}") from e
 
 
+@register_model("resnet34", inputs=("image",), image_size=IMAGE_SIZE)
 class ResNet34Classifier(nn.Module):
     inputs = ("image",)
     embed_dim = EMBED_DIM
@@ -170,10 +165,3 @@ class ResNet34Classifier(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.fc(self.dropout(self.embed(batch)))
-
-
-@register_model("resnet34", inputs=("image",), image_size=IMAGE_SIZE)
-def build_resnet34(
-    num_classes: int, weights: str | os.PathLike | None = "imagenet", dropout: float = 0.0
-) -> ResNet34Classifier:
-    return ResNet34Classifier(num_classes, weights=weights, dropout=dropout)

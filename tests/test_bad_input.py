@@ -116,9 +116,11 @@ def test_worker_exception_never_escapes(tmp_path, root, specs, monkeypatch):
         raise RuntimeError("resize exploded")
 
     monkeypatch.setattr(crop_mod, "cut_square", boom)
-    s = _crop(root, tmp_path / "out")
-    assert s.skipped.counts == {"crop_error": len(specs)}
-    assert "RuntimeError: resize exploded" in s.skipped.examples["crop_error"][0]
+    with pytest.raises(DataError, match="nothing was cropped") as e:  # every hand failed: the run fails (issue 9)
+        _crop(root, tmp_path / "out")
+    assert f"(crop_error {len(specs)}; e.g." in str(e.value)
+    assert "RuntimeError: resize exploded" in str(e.value)
+    assert [r["reason"] for r in _csv_rows(tmp_path / "out")] == ["crop_error"] * len(specs)
 
 
 # --------------------------------------------------------------------------- annotation files

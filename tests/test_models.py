@@ -13,14 +13,16 @@ import torch.nn.functional as F
 from torchvision.models import resnet34
 
 import model_classes as M
+from common.errors import CheckpointMismatchError, UsageError
 from data_loaders import hand_graph
+from engine.checkpoint import fusion_from_checkpoints, load_checkpoint, make_checkpoint, save_checkpoint
 from engine.recipes import recipe
 from model_classes import resnet as resnet_mod
 
 C = 18
 NO_DOWNLOAD = {"resnet34": {"weights": None}, "fusion": {"resnet": {"weights": None}}}
 
-#: Documented parameter counts for 18 classes (module docstrings).
+#: Parameter counts for 18 classes (docs/models.md).
 PARAM_COUNTS = {
     "mlp": 5_426,
     "cnn": 19_138,
@@ -34,6 +36,14 @@ VARIANT_COUNTS = [
     ("gcn", {"node_features": "xy+bone"}, 12_498),
     ("fusion", {"resnet": {"weights": None}, "mode": "logit"}, 21_306_277),
 ]
+#: The same counts split by top-level submodule: the arithmetic of docs/models.md.
+PART_COUNTS = {
+    "mlp": {"features": 2_752 + 2_080, "fc": 594},
+    "cnn": {"features": 16_816, "fc": 2_322},
+    "gcn": {"convs": 192 + 4_160 + 4_160, "node_embedding": 1_344, "readout_weight": 1_344, "fc": 1_170},
+    "resnet34": {"backbone": 21_284_672, "fc": 9_234},
+    "fusion": {"image_branch": 21_293_906, "graph_branch": 12_370, "head": 147_968 + 4_626 + 64},
+}
 
 # index<->pinky and middle<->ring: an automorphism of the bone graph (wrist and thumb fixed)
 MIRROR = list(range(21))
@@ -156,9 +166,10 @@ def test_forward_shape_and_param_count(name):
         with torch.no_grad():
             z = model.embed(make_batch(b, spec.image_size))
         assert z.shape == (b, model.embed_dim)
-    # the documented count is in the module docstring
-    module = type(model).__module__
-    assert f"{PARAM_COUNTS[name]:,}" in __import__(module, fromlist=["x"]).__doc__
+    parts: dict[str, int] = {}
+    for key, p in model.named_parameters():
+        parts[key.split(".")[0]] = parts.get(key.split(".")[0], 0) + p.numel()
+    assert parts == PART_COUNTS[name]
 
 
 @pytest.mark.parametrize("name,hparams,count", VARIANT_COUNTS)
@@ -328,29 +339,39 @@ def test_fusion_from_unimodal_and_checkpoints(tmp_path):
         sa, sb = a.state_dict(), b.state_dict()
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert fused.image_branch is not res
-    # init_from_checkpoints: checkpoint dicts (one as a file), with hparams checked
-    other = M.create_model("fusion", C, **fused.hparams)
-    path = tmp_path / "gcn.pt"
-    torch.save({"model_name": "gcn", "hparams": dict(gcn.hparams), "state_dict": gcn.state_dict()}, path)
-    other.init_from_checkpoints({"model_name": "resnet34", "state_dict": res.state_dict()}, path)
+    # engine.checkpoint.fusion_from_checkpoints: branches from trained checkpoints, each one checked
+    names = [f"class{i}" for i in range(C)]
+
+    def save(model, name, path, **changes):
+        ck = make_checkpoint(model, model_name=name, class_names=names,
+                             preprocessing={"inputs": list(model.inputs), "landmark_norm": "wrist"})
+        return save_checkpoint(path, {**ck, **changes})
+
+    res_path, gcn_path = save(res, "resnet34", tmp_path / "resnet34.pt"), save(gcn, "gcn", tmp_path / "gcn.pt")
+    load = functools.partial(fusion_from_checkpoints, num_classes=C, class_names=names, landmark_norm="wrist")
+    other = load({"resnet34": res_path, "gcn": gcn_path}, hparams={"mode": "logit"})
     torch.testing.assert_close(other.graph_branch.fc.weight, gcn.fc.weight)
-    bad = {"model_name": "gcn", "hparams": {**gcn.hparams, "readout": "mean"}, "state_dict": gcn.state_dict()}
-    with pytest.raises(ValueError, match="readout"):
-        other.init_from_checkpoints(res.state_dict(), bad)
-    # a saved checkpoint may hold lists where the model has tuples (extra_edges=()): the same value;
-    # a DDP "module." prefix is stripped; a file is read with weights_only=True
-    ddp = {"model_name": "gcn", "hparams": {**gcn.hparams, "extra_edges": []},
-           "state_dict": {f"module.{k}": v for k, v in gcn.state_dict().items()}}
-    torch.save(ddp, path)
-    other.init_from_checkpoints(res.state_dict(), path)
-    torch.testing.assert_close(other.graph_branch.fc.weight, gcn.fc.weight)
-    with pytest.raises(ValueError, match="extra_edges"):
-        other.init_from_checkpoints(res.state_dict(), {**ddp, "hparams": {**gcn.hparams, "extra_edges": ["x"]}})
-    torch.save({"model_name": "gcn", "state_dict": gcn.state_dict(), "extra": _NotPlainData()}, path)
-    with pytest.raises(ValueError, match="weights_only"):
-        other.init_from_checkpoints(res.state_dict(), path)
-    with pytest.raises(ValueError, match="does not fit the fusion's resnet34 branch"):
-        other.init_from_checkpoints(gcn.state_dict(), gcn.state_dict())
+    torch.testing.assert_close(other.image_branch.fc.weight, res.fc.weight)
+    assert other.hparams["gcn"]["hidden"] == 32 and other.mode == "logit"  # architecture from the checkpoint
+    # a saved checkpoint may hold lists where the model has tuples (extra_edges=()): the same value
+    ck = load_checkpoint(gcn_path)
+    listed = save(gcn, "gcn", tmp_path / "listed.pt", hparams={**ck["hparams"], "extra_edges": []})
+    torch.testing.assert_close(load({"gcn": listed}, hparams={"resnet": {"weights": None}}).graph_branch.fc.weight,
+                               gcn.fc.weight)
+    bad = save(gcn, "gcn", tmp_path / "bad.pt", hparams={**ck["hparams"], "hidden": 16})
+    with pytest.raises(CheckpointMismatchError, match="weights do not fit model 'gcn'"):
+        load({"gcn": bad})
+    with pytest.raises(CheckpointMismatchError, match="landmark_norm"):
+        load({"gcn": gcn_path}, landmark_norm="bbox")
+    with pytest.raises(CheckpointMismatchError, match="classes"):
+        load({"gcn": gcn_path}, class_names=names[::-1])
+    torch.save({**load_checkpoint(gcn_path), "extra": _NotPlainData()}, tmp_path / "unsafe.pt")
+    with pytest.raises(CheckpointMismatchError, match="cannot read checkpoint"):
+        load({"gcn": tmp_path / "unsafe.pt"})
+    with pytest.raises(CheckpointMismatchError, match="model: checkpoint has 'gcn', asked for 'resnet34'"):
+        load({"resnet34": gcn_path, "gcn": gcn_path})
+    with pytest.raises(UsageError, match="valid keys: resnet34, gcn"):
+        load({"resnet": res_path})
     with pytest.raises(ValueError, match="classes"):
         M.FusionModel.from_unimodal(res, M.create_model("gcn", 5), C)
     # only one trained branch: the other comes from the hparams

@@ -6,12 +6,16 @@ changing a notebook's template: ``uv run python tools/make_notebooks.py``.
 """
 from __future__ import annotations
 
+import sys
+from dataclasses import fields
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from engine.train import TrainConfig  # noqa: E402
 
 TRAINING = {
     "train_mlp_baseline": ("mlp", "MLP on the 42-D hand landmarks",
@@ -28,17 +32,27 @@ TRAINING = {
                      "landmarks are classified from the image alone."),
 }
 
-PARAMS = '''# Parameters (the tests replace this cell)
-DATA_DIR = "../data/hagrid"      # HaGRID root, v1 or v2 (README: "Getting HaGRID")
-CROPS_DIR = "../data/crops"      # crops + manifest; made (resumably) from DATA_DIR when missing
-OUT_DIR = "../final_models"      # checkpoints
-GRAPHS_DIR = "../graphs"         # curves, confusion matrices
-EPOCHS = None                    # None: the model's recipe
-BATCH_SIZE = None                # None: the model's recipe
-DEVICE = "auto"                  # "auto", "cpu", "cuda"
-SEED = 0
-MAX_TRAIN_BATCHES = None         # cap batches per epoch for a quick look
-HPARAMS = {}                     # model hyperparameters, e.g. {"hidden": [128, 64]}'''
+#: TrainConfig's defaults (engine/train.py): the notebooks restate none of them.
+_D = {f.name: f.default for f in fields(TrainConfig)}
+
+
+def _param(line: str, comment: str = "") -> str:
+    return f"{line:<32} # {comment}".rstrip(" #") if comment else line
+
+
+PARAMS = "\n".join([
+    "# Parameters (the tests replace this cell)",
+    _param('DATA_DIR = "../data/hagrid"', 'HaGRID root, v1 or v2 (README: "Getting HaGRID")'),
+    _param(f'CROPS_DIR = "../{_D["crops_dir"]}"', "crops + manifest; made (resumably) from DATA_DIR when missing"),
+    _param(f'OUT_DIR = "../{_D["out_dir"]}"', "checkpoints"),
+    _param(f'GRAPHS_DIR = "../{_D["graphs_dir"]}"', "curves, confusion matrices"),
+    _param("EPOCHS = None", "None: the model's recipe"),
+    _param("BATCH_SIZE = None", "None: the model's recipe"),
+    _param(f'DEVICE = "{_D["device"]}"', '"auto", "cpu", "cuda"'),
+    f"SEED = {_D['seed']}",
+    _param("MAX_TRAIN_BATCHES = None", "cap batches per epoch for a quick look"),
+    _param("HPARAMS = {}", 'model hyperparameters, e.g. {"hidden": [128, 64]}'),
+])
 
 
 def training_notebook(model: str, title: str, blurb: str) -> nbformat.NotebookNode:

@@ -4,8 +4,8 @@
 assets): a person (torso, head with a face) in front of a background, one
 hand showing one of the 18 HaGRID gestures, and sometimes a second, relaxed
 hand lower in the frame labelled ``no_gesture``. Hands come from a kinematic
-skeleton of MediaPipe's 21 landmarks (:mod:`data_loaders.synth_hand`) drawn
-as palm and finger capsules (:mod:`data_loaders.synth_render`), so the
+skeleton of MediaPipe's 21 landmarks (:mod:`data_loaders.synthetic.hand`) drawn
+as palm and finger capsules (:mod:`data_loaders.synthetic.render`), so the
 annotated landmarks and boxes agree with the pixels.
 
 Synthetic subjects each have a ``user_id``, a skin tone, a look and a
@@ -34,12 +34,13 @@ import logging
 import time
 import uuid as uuidlib
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import orjson
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 from common.errors import DataError
 from common.files import atomic_write_bytes
@@ -328,7 +329,7 @@ def _settings(n_subjects, images_per_subject, image_size, portrait_p, seed, seco
 
 _README = """# Synthetic HaGRID-format demonstration set
 
-**This is not HaGRID.** Every frame was drawn procedurally by `data_loaders/synth.py`
+**This is not HaGRID.** Every frame was drawn procedurally by `data_loaders/synthetic/`
 (`hand-gestures synth`): a cartoon person with one hand showing one of the 18 HaGRID gestures,
 sometimes a second relaxed hand labelled `no_gesture`. It exists so that the whole pipeline
 (cropping, training, evaluation, reports) can run without downloading HaGRID.
@@ -371,6 +372,35 @@ def generate_synthetic_hagrid(
         raise ValueError(f"image_size {image_size} is too small (at least 64 px a side)")
     settings = _settings(n_subjects, images_per_subject, image_size, portrait_p, seed, second_hand_p,
                          empty_landmarks_p, landmark_noise)
+    reused = _reusable(out, settings)
+    if reused is not None:
+        return reused
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / INFO_FILE, orjson.dumps({"complete": False, "settings": settings},
+                                                     option=orjson.OPT_INDENT_2))
+    subjects = [make_subject(i, seed, split, portrait_p) for i, split in enumerate(assign_splits(n_subjects, seed))]
+    schedule = gesture_schedule(n_subjects, images_per_subject, seed)
+    written = _Written()
+    with tqdm(total=n_subjects * images_per_subject, desc="synth frames", unit="img",
+              disable=None if progress else True) as bar:  # None: off when not a terminal
+        for subj in subjects:
+            for k, gesture in enumerate(schedule[subj.index]):
+                spec, rng = sample_frame(subj, gesture, k, seed, image_size, second_hand_p=second_hand_p,
+                                         empty_landmarks_p=empty_landmarks_p, landmark_noise=landmark_noise)
+                written.add_frame(out, spec, render_frame(spec, rng))
+                bar.update(1)
+    written.write_annotations(out)
+    _prune(out, written.paths)
+    stats = written.stats(subjects)
+    _write_readme_and_info(out, settings, stats)
+    stats.update(out_dir=str(out), reused=False, seconds=round(time.perf_counter() - t0, 2))
+    return stats
+
+
+def _reusable(out: Path, settings: dict) -> dict | None:
+    """The stats of a complete set made with ``settings`` in ``out``, else None; refuses a folder
+    that holds HaGRID annotations but no ``synth_info.json`` (it may be a real HaGRID copy)."""
     info_path = out / INFO_FILE
     old = None
     if info_path.is_file():
@@ -386,72 +416,68 @@ def generate_synthetic_hagrid(
     if old is None and (out / ANNOTATION_DIR).exists():
         raise DataError(out, f"{ANNOTATION_DIR}/ exists but no {INFO_FILE}: it may be a real HaGRID copy; "
                              "write the synthetic set to another folder")
-    t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(info_path, orjson.dumps({"complete": False, "settings": settings}, option=orjson.OPT_INDENT_2))
+    return None
 
-    splits = assign_splits(n_subjects, seed)
-    subjects = [make_subject(i, seed, splits[i], portrait_p) for i in range(n_subjects)]
-    schedule = gesture_schedule(n_subjects, images_per_subject, seed)
-    ann: dict[str, dict[str, dict]] = {s: defaultdict(dict) for s in SPLIT_FRACTIONS}
-    written: set[Path] = set()
-    counts = Counter()
-    per_class: dict[str, Counter] = defaultdict(Counter)
-    total = n_subjects * images_per_subject
-    try:
-        from tqdm import tqdm
-        bar = tqdm(total=total, desc="synth frames", unit="img", disable=None if progress else True)  # None: off when not a terminal
-    except ImportError:  # pragma: no cover
-        bar = None
-    for subj in subjects:
-        for k in range(images_per_subject):
-            gesture = schedule[subj.index][k]
-            spec, rng = sample_frame(subj, gesture, k, seed, image_size, second_hand_p=second_hand_p,
-                                     empty_landmarks_p=empty_landmarks_p, landmark_noise=landmark_noise)
-            jpeg = render_frame(spec, rng)
-            path = out / IMAGE_DIR / gesture / f"{spec.uuid}.jpg"
-            atomic_write_bytes(path, jpeg)
-            written.add(path)
-            ann[subj.split][gesture][spec.uuid] = annotation_record(spec)
-            counts[f"images_{subj.split}"] += 1
-            per_class[gesture][subj.split] += 1
-            for h in spec.hands:
-                counts["hands"] += 1
-                counts["no_gesture_hands"] += h.label == NO_GESTURE
-                counts["empty_landmarks"] += not h.landmarks
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
-    for split, by_class in ann.items():
-        for cls in sorted(by_class):
-            path = out / ANNOTATION_DIR / split / f"{cls}.json"
-            atomic_write_bytes(path, orjson.dumps(by_class[cls]))
-            written.add(path)
-    _prune(out, written)
-    n_split_subjects = Counter(s.split for s in subjects)
-    stats = {
-        "n_subjects": n_subjects,
-        "n_images": total,
-        "n_hands": counts["hands"],
-        "n_no_gesture": counts["no_gesture_hands"],
-        "n_empty_landmarks": counts["empty_landmarks"],
-        "splits": {s: {"subjects": n_split_subjects[s], "images": counts[f"images_{s}"]} for s in SPLIT_FRACTIONS},
-        "per_class": {c: {s: per_class[c][s] for s in SPLIT_FRACTIONS} for c in GESTURES_18 if c in per_class},
-    }
+
+@dataclass
+class _Written:
+    """What a run has written: annotation records by split and class, the files, and counts."""
+
+    ann: dict[str, dict[str, dict]] = field(default_factory=lambda: {s: defaultdict(dict) for s in SPLIT_FRACTIONS})
+    paths: set[Path] = field(default_factory=set)
+    counts: Counter = field(default_factory=Counter)
+    per_class: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+
+    def add_frame(self, out: Path, spec: FrameSpec, jpeg: bytes) -> None:
+        """Write one frame's image and keep its annotation record for :meth:`write_annotations`."""
+        split, gesture = spec.subject.split, spec.gesture
+        path = out / IMAGE_DIR / gesture / f"{spec.uuid}.jpg"
+        atomic_write_bytes(path, jpeg)
+        self.paths.add(path)
+        self.ann[split][gesture][spec.uuid] = annotation_record(spec)
+        self.counts[f"images_{split}"] += 1
+        self.per_class[gesture][split] += 1
+        for h in spec.hands:
+            self.counts["hands"] += 1
+            self.counts["no_gesture_hands"] += h.label == NO_GESTURE
+            self.counts["empty_landmarks"] += not h.landmarks
+
+    def write_annotations(self, out: Path) -> None:
+        for split, by_class in self.ann.items():
+            for cls in sorted(by_class):
+                path = out / ANNOTATION_DIR / split / f"{cls}.json"
+                atomic_write_bytes(path, orjson.dumps(by_class[cls]))
+                self.paths.add(path)
+
+    def stats(self, subjects: list[Subject]) -> dict:
+        n_split_subjects = Counter(s.split for s in subjects)
+        return {
+            "n_subjects": len(subjects),
+            "n_images": sum(self.counts[f"images_{s}"] for s in SPLIT_FRACTIONS),
+            "n_hands": self.counts["hands"],
+            "n_no_gesture": self.counts["no_gesture_hands"],
+            "n_empty_landmarks": self.counts["empty_landmarks"],
+            "splits": {s: {"subjects": n_split_subjects[s], "images": self.counts[f"images_{s}"]}
+                       for s in SPLIT_FRACTIONS},
+            "per_class": {c: {s: self.per_class[c][s] for s in SPLIT_FRACTIONS}
+                          for c in GESTURES_18 if c in self.per_class},
+        }
+
+
+def _write_readme_and_info(out: Path, settings: dict, stats: dict) -> None:
+    """The set's README and the ``synth_info.json`` that marks it complete (written last)."""
     readme = _README.format(
-        image_dir=IMAGE_DIR, n_subjects=n_subjects,
-        splits="/".join(str(n_split_subjects[s]) for s in SPLIT_FRACTIONS) + " subjects",
-        n_images=total, n_hands=stats["n_hands"], n_no_gesture=stats["n_no_gesture"], n_empty=stats["n_empty_landmarks"],
+        image_dir=IMAGE_DIR, n_subjects=stats["n_subjects"],
+        splits="/".join(str(stats["splits"][s]["subjects"]) for s in SPLIT_FRACTIONS) + " subjects",
+        n_images=stats["n_images"], n_hands=stats["n_hands"], n_no_gesture=stats["n_no_gesture"],
+        n_empty=stats["n_empty_landmarks"],
     )
     atomic_write_bytes(out / "README.md", readme.encode())
-    atomic_write_bytes(info_path, orjson.dumps({
+    atomic_write_bytes(out / INFO_FILE, orjson.dumps({
         "complete": True, "synthetic": True, "format": "hagrid_v2",
         "note": "synthetic demonstration set drawn by data_loaders.synthetic; numbers on it are not HaGRID results",
         "settings": settings, "counts": stats,
     }, option=orjson.OPT_INDENT_2))
-    stats.update(out_dir=str(out), reused=False, seconds=round(time.perf_counter() - t0, 2))
-    return stats
 
 
 def _prune(out: Path, keep: set[Path]) -> None:

@@ -1,14 +1,13 @@
 """Hand pose and landmark model of the synthetic demonstration set.
 
-A hand is a kinematic skeleton of MediaPipe's 21 landmarks (0 wrist; 1-4 thumb
-CMC, MCP, IP, tip; 5-8 index MCP..tip; 9-12 middle; 13-16 ring; 17-20 pinky)
-in a local 3-D frame whose unit is the palm length (wrist to middle MCP ~ 1):
+A hand is a kinematic skeleton of MediaPipe's 21 landmarks (order and parents as in
+:mod:`data_loaders.hand_graph`) in a local 3-D frame whose unit is the palm length (wrist to middle MCP ~ 1):
 ``x`` points to the thumb side of a right hand seen palm-on, ``y`` along the
 fingers, ``z`` out of the palm. Each gesture sets the flexion and spread of
 every finger and a thumb pose (explicit angles, or a reach to a target such as
 the index tip for ``ok``); a 3-D rotation (a base roll per gesture plus yaw,
 pitch and in-plane jitter), an optional mirror (left hands) and an orthographic
-projection give image points. :mod:`data_loaders.synth_render` draws the hand
+projection give image points. :mod:`data_loaders.synthetic.render` draws the hand
 from the very same points, so landmarks and pixels agree.
 
 This is a demonstration model: plausible to the eye and to a classifier, not
@@ -22,10 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..classes import GESTURES_18, NO_GESTURE
+from ..hand_graph import NUM_NODES, PARENTS
 
-FINGERS = ("index", "middle", "ring", "pinky")
-#: Index of each finger's first landmark (its MCP) in MediaPipe order.
-FINGER_BASE = (5, 9, 13, 17)
+#: Index of each finger's (index, middle, ring, pinky) first landmark, its MCP: the joints hanging off the wrist.
+FINGER_BASE = tuple(j for j, parent in enumerate(PARENTS) if parent == 0 and j > 1)
 
 # ----------------------------------------------------------------------------- #
 # geometry of the canonical (right, palm-on, fingers-up) hand, in palm lengths
@@ -206,7 +205,7 @@ def pose_hand(gesture: str, rng: np.random.Generator, shape: HandShape | None = 
             t = rng.uniform(0.2, 0.6)
             flex[k] = (1 - t) * flex[k] + t * _flex("H", rng, k)
     spread_scale = rng.uniform(0.6, 1.3)  # how wide this performer spreads (a narrow V, a loose palm)
-    joints = np.zeros((21, 3))
+    joints = np.zeros((NUM_NODES, 3))
     nails = np.zeros((5, 3))
     mcp = _MCP * np.array([shape.palm_width, 1.0, 1.0])
     for i in range(4):

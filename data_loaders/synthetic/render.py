@@ -3,7 +3,7 @@
 Everything is procedural (PIL ``ImageDraw`` and numpy, no external assets).
 The foreground is drawn at twice the output size and reduced, which smooths
 edges cheaply. Hands are drawn from the projected skeleton of
-:mod:`data_loaders.synth_hand` (palm polygon, tapered finger capsules with an
+:mod:`data_loaders.synthetic.hand` (palm polygon, tapered finger capsules with an
 outline, shading and nails, sorted back to front by depth), so the annotated
 landmarks sit on the drawn fingers. These are demonstration pictures, not
 photographs: numbers measured on them say nothing about HaGRID.

@@ -12,7 +12,7 @@ Artefacts read (all optional)::
     data_summary.json        the data set: splits x classes x {images, hands, hands_with_landmarks, users}
     <model>_history.csv      epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,samples_per_s
     <model>_curves.png       training curves (drawn from the history CSV when absent)
-    evaluation.json          caption, class names, n_common, n_boot, alpha, models
+    evaluation.json          caption, class names, n_common, n_boot, alpha, models, checkpoints (row -> file)
     results.csv / results.md one row per model (engine.metrics.ROW_FIELDS)
     pairwise.csv             McNemar tests (engine.metrics.PAIR_FIELDS)
     per_class.csv            model,class,precision,recall,f1,support on the common hands
@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from common.errors import DataError
+from common.files import atomic_write_text
+from data_loaders.classes import ORIENTATION_PAIRS
 from engine.metrics import Comparison
 from engine.reporting import plots
 from engine.reporting.tables import (
@@ -42,7 +45,6 @@ from engine.reporting.tables import (
     PAIRWISE_HEADERS,
     RESULTS_ALIGN,
     RESULTS_HEADERS,
-    atomic_write_text,
     csv_text,
     markdown_table,
     order_models,
@@ -121,6 +123,7 @@ def write_evaluation_artefacts(
         "n_common": comparison.n_common,
         "n_boot": comparison.n_boot,
         "alpha": comparison.alpha,
+        "checkpoints": dict(comparison.extra.get("checkpoints") or {}),
         "written": _dt.datetime.now().isoformat(timespec="seconds"),
     }
     out["evaluation_json"] = atomic_write_text(g / "evaluation.json", json.dumps(meta, indent=2) + "\n")
@@ -276,22 +279,31 @@ def _section_data(r: _Report, g: Path) -> dict | None:
         classes += [c for c in s if c not in classes]
     r.p(f"Dataset: {ds.get('dataset', 'n/a')} (HaGRID annotation format {ds.get('format', 'n/a')}), "
         f"{len(classes)} classes.")
+    _data_splits(r, ds, splits, classes)
+    _data_classes(r, splits, classes)
+    _data_skipped(r, ds.get("skipped") or {})
+    _data_leaks(r, ds.get("subject_leaks"))
+    return ds
 
-    def get(split, cls, key):
-        v = to_float((splits.get(split, {}).get(cls) or {}).get(key))
-        return 0.0 if math.isnan(v) else v
 
-    split_names = list(splits)
+def _count(splits: dict, split: str, cls: str, key: str) -> float:
+    """One count of data_summary.json's ``splits[split][cls][key]``; 0 when absent or not a number."""
+    v = to_float((splits.get(split, {}).get(cls) or {}).get(key))
+    return 0.0 if math.isnan(v) else v
+
+
+def _data_splits(r: _Report, ds: dict, splits: dict, classes: list[str]) -> None:
+    """Images, hands, landmarks and users per split, with a total row."""
     totals = ds.get("split_totals") or {}  # distinct images/users per split (newer summaries)
     rows = []
     tot = {"images": 0.0, "hands": 0.0, "hands_with_landmarks": 0.0}
-    for s in split_names:
-        vals = {k: sum(get(s, c, k) for c in classes) for k in tot}
+    for s in splits:
+        vals = {k: sum(_count(splits, s, c, k) for c in classes) for k in tot}
         if s in totals:
             vals["images"] = to_float(totals[s].get("images"))
             users = to_float(totals[s].get("users"))
         else:
-            users = max((get(s, c, "users") for c in classes), default=0.0)
+            users = max((_count(splits, s, c, "users") for c in classes), default=0.0)
         for k in tot:
             tot[k] += vals[k]
         lm = vals["hands_with_landmarks"] / vals["hands"] if vals["hands"] else float("nan")
@@ -300,58 +312,63 @@ def _section_data(r: _Report, g: Path) -> dict | None:
     lm = tot["hands_with_landmarks"] / tot["hands"] if tot["hands"] else float("nan")
     rows.append(["total", _int(tot["images"]), _int(tot["hands"]), _int(tot["hands_with_landmarks"]), _pct(lm), ""])
     r.h(3, "Splits")
+    headers = ["split", "images", "hands", "hands with landmarks", "% with landmarks"]
     if totals:
-        r.table(["split", "images", "hands", "hands with landmarks", "% with landmarks", "users"],
-                rows, ["l", "r", "r", "r", "r", "r"])
+        r.table(headers + ["users"], rows, ["l", "r", "r", "r", "r", "r"])
         r.p("Distinct images and distinct known user_ids per split (0 users: the split has no user_ids).", "note")
     else:
-        r.table(["split", "images", "hands", "hands with landmarks", "% with landmarks", "users (largest class)"],
-                rows, ["l", "r", "r", "r", "r", "r"])
+        r.table(headers + ["users (largest class)"], rows, ["l", "r", "r", "r", "r", "r"])
         r.p("Images are counted per class (an image with hands of two classes counts in both). This summary "
             "holds users per class, so the last column is the largest per-class count, a lower bound on the "
             "split's distinct users.", "note")
 
+
+def _data_classes(r: _Report, splits: dict, classes: list[str]) -> None:
+    """Hands (and users) per class and split, with each class's share of hands with landmarks."""
     r.h(3, "Hands per class")
     crow = []
     for c in classes:
         cells = [c]
         total_h = total_lm = 0.0
-        for s in split_names:
-            h, u = get(s, c, "hands"), get(s, c, "users")
+        for s in splits:
+            h, u = _count(splits, s, c, "hands"), _count(splits, s, c, "users")
             total_h += h
-            total_lm += get(s, c, "hands_with_landmarks")
+            total_lm += _count(splits, s, c, "hands_with_landmarks")
             cells.append(f"{int(h):,} ({int(u):,})")
         cells += [_int(total_h), _pct(total_lm / total_h if total_h else float("nan"))]
         crow.append(cells)
-    r.table(["class"] + [f"{s}: hands (users)" for s in split_names] + ["hands", "% with landmarks"],
-            crow, ["l"] + ["r"] * (len(split_names) + 2))
+    r.table(["class"] + [f"{s}: hands (users)" for s in splits] + ["hands", "% with landmarks"],
+            crow, ["l"] + ["r"] * (len(splits) + 2))
 
-    skipped = ds.get("skipped") or {}
+
+def _data_skipped(r: _Report, skipped: dict) -> None:
     r.h(3, "Skipped while reading")
     if skipped:
         r.table(["reason", "count"], [[k, _int(v)] for k, v in skipped.items()], ["l", "r"])
     else:
         r.p("Nothing was skipped.")
 
-    leaks = ds.get("subject_leaks")
+
+def _data_leaks(r: _Report, leaks) -> None:
+    """Users found in more than one split (``None``: the summary does not record it)."""
     r.h(3, "Subject leaks between splits")
     if leaks is None:
         r.p("Not recorded in data_summary.json.", "missing")
-    elif not leaks or (isinstance(leaks, dict) and not any(leaks.values())):
+        return
+    if not leaks or (isinstance(leaks, dict) and not any(leaks.values())):
         r.p("No user appears in more than one split.")
-    else:
-        rows = []
-        items = leaks.items() if isinstance(leaks, dict) else enumerate(leaks)
-        for k, v in items:
-            if isinstance(v, (list, tuple, set)):
-                v = list(v)
-                shown = ", ".join(map(str, v[:5])) + (", ..." if len(v) > 5 else "")
-                rows.append([str(k), f"{len(v)}: {shown}"])
-            else:
-                rows.append([str(k), json.dumps(v) if isinstance(v, (dict, list)) else str(v)])
-        r.table(["splits", "users"], rows)
-        r.p("Users shared between splits make test numbers optimistic.", "warning")
-    return ds
+        return
+    rows = []
+    items = leaks.items() if isinstance(leaks, dict) else enumerate(leaks)
+    for k, v in items:
+        if isinstance(v, (list, tuple, set)):
+            v = list(v)
+            shown = ", ".join(map(str, v[:5])) + (", ..." if len(v) > 5 else "")
+            rows.append([str(k), f"{len(v)}: {shown}"])
+        else:
+            rows.append([str(k), json.dumps(v) if isinstance(v, (dict, list)) else str(v)])
+    r.table(["splits", "users"], rows)
+    r.p("Users shared between splits make test numbers optimistic.", "warning")
 
 
 def _section_training(r: _Report, g: Path, models: list[str]) -> None:
@@ -410,6 +427,9 @@ def _section_results(r: _Report, g: Path, meta: dict, results: tuple, note: str)
     if results:
         r.p(results_explanation(results[0].get("n_common", ""), alpha))
         r.table(RESULTS_HEADERS, results_cells(results), RESULTS_ALIGN)
+    sources = meta.get("checkpoints")
+    if isinstance(sources, dict) and sources:
+        r.p("Checkpoints: " + "; ".join(f"{m} = {f}" for m, f in sources.items()) + ".", "note")
     r.image(g / "model_comparison.png", "Model comparison")
 
     r.h(3, "Pairwise McNemar tests")
@@ -467,8 +487,8 @@ def _section_confused_pairs(r: _Report, g: Path) -> None:
 
 def _section_orientation(r: _Report, g: Path) -> None:
     r.h(2, "6. Orientation pairs")
-    r.p("Classes that differ only by orientation or a small detail (peace / peace_inverted, stop / "
-        "stop_inverted, two_up / two_up_inverted, like / dislike, mute / one): how often a hand of one is "
+    r.p("Classes that differ only by orientation or a small detail ("
+        + ", ".join(f"{a} / {b}" for a, b in ORIENTATION_PAIRS) + "): how often a hand of one is "
         "given to the other. Cross-error = (a→b + b→a) / (hands of a + hands of b).")
     rows = r.artefact("Orientation-pair table", g / "orientation_pairs.csv")
     if rows == []:
@@ -581,8 +601,12 @@ def build_report(
     from the artefacts in ``graphs_dir`` (see the module docstring); returns both
     paths. ``dataset_note`` says where the numbers come from (default: the caption
     in ``evaluation.json``); a note or data set name that says "synthetic" puts a
-    warning at the top. ``models`` overrides the models found in ``graphs_dir``."""
+    warning at the top. ``models`` overrides the models found in ``graphs_dir``.
+    Raises :class:`DataError` when ``graphs_dir`` is not a folder: a report of nothing is a mistake."""
     g, od = Path(graphs_dir), Path(out_dir)
+    if not g.is_dir():
+        raise DataError(g, "not a folder, so there is nothing to report (--graphs-dir: point it at the folder "
+                           "`hand-gestures evaluate` wrote, or run that first)")
     od.mkdir(parents=True, exist_ok=True)
     r = _Report()
 

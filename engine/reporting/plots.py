@@ -1,6 +1,6 @@
-"""Evaluation figures. Every function draws on its own Agg canvas (no pyplot, so
-nothing changes the backend of a notebook and no figure is left open), saves a
-PNG and returns its path."""
+"""Evaluation and training figures (confusion matrices, training curves, orientation pairs, model
+comparison). Every function draws on its own Agg canvas (no pyplot, so nothing changes the backend of
+a notebook and no figure is left open), saves a PNG atomically and returns its path."""
 from __future__ import annotations
 
 import csv
@@ -18,6 +18,7 @@ from common.files import atomic_open
 from engine.reporting.tables import to_float
 
 __all__ = [
+    "HISTORY_FIELDS",
     "plot_confusion",
     "plot_history",
     "read_history",
@@ -109,6 +110,7 @@ def plot_confusion(
 
 # --------------------------------------------------------------------------- training history
 
+#: Columns of ``<model>_history.csv``: written by training, read back here and by the report.
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s")
 
 
@@ -137,9 +139,8 @@ def plot_history(
     out_png: str | os.PathLike,
     title: str = "Training history",
 ) -> Path:
-    """Train/val loss and accuracy per epoch from a history CSV (``epoch,train_loss,
-    train_acc,val_loss,val_acc,lr,seconds,samples_per_s``) or a list of such dicts.
-    The epoch with the best validation accuracy is marked."""
+    """Train/val loss and accuracy per epoch from a history CSV (:data:`HISTORY_FIELDS`)
+    or a list of such dicts. The epoch with the best validation accuracy is marked."""
     rows = read_history(history)
     fig = _new_figure(11, 4.2)
     ax_loss, ax_acc = fig.subplots(1, 2)

@@ -1,5 +1,7 @@
 """The results table: ``graphs/results.csv``, ``graphs/results.md``, ``graphs/pairwise.csv``
-and the README block between ``<!-- results:start -->`` and ``<!-- results:end -->``.
+and the README block between ``<!-- results:start -->`` and ``<!-- results:end -->``; also the
+helpers every reader of these tables shares (:data:`MODEL_ORDER`, :func:`to_float`), so the
+figures and the report format them alike.
 
 The CSV files hold fractions (0-1); the Markdown shows percentages with their 95%
 bootstrap interval, e.g. ``98.1 [97.0, 99.0]``.
@@ -13,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from common.errors import UsageError
 from common.files import atomic_write_text
 from engine.metrics import PAIR_FIELDS, ROW_FIELDS, Comparison
 
@@ -27,8 +30,9 @@ __all__ = [
     "markdown_table",
     "write_results",
     "update_readme",
+    "check_readme",
+    "ReadmeMarkersError",
     "read_csv_rows",
-    "atomic_write_text",
     "csv_text",
     "MODEL_ORDER",
     "order_models",
@@ -224,21 +228,36 @@ def write_results(
     }
 
 
-def update_readme(readme_path: str | os.PathLike, markdown: str) -> Path:
-    """Replace the text between ``<!-- results:start -->`` and ``<!-- results:end -->``
-    in ``readme_path`` with ``markdown`` (the markers stay). Raises ``ValueError``
-    when the markers are missing, repeated or out of order; writes atomically."""
+class ReadmeMarkersError(UsageError, ValueError):
+    """A README that cannot take the results block: missing, or its markers absent, repeated or out of order.
+    A :class:`UsageError` for the command line (one line, exit 2), a ``ValueError`` for callers of the API."""
+
+
+def check_readme(readme_path: str | os.PathLike) -> tuple[str, int, int]:
+    """The README's text and the span between its results markers; :class:`ReadmeMarkersError` naming the
+    file and the marker lines to add when it cannot be updated. Called before any work that would be lost."""
     path = Path(readme_path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReadmeMarkersError(f"{path}: cannot read the README to update ({e})") from None
     ns, ne = text.count(README_START), text.count(README_END)
     if ns != 1 or ne != 1:
-        raise ValueError(
+        raise ReadmeMarkersError(
             f"{path}: expected exactly one '{README_START}' and one '{README_END}' marker "
             f"(found {ns} and {ne}); add them on their own lines where the results table should go"
         )
     start = text.index(README_START) + len(README_START)
     end = text.index(README_END)
     if end < start:
-        raise ValueError(f"{path}: '{README_END}' comes before '{README_START}'")
+        raise ReadmeMarkersError(f"{path}: '{README_END}' comes before '{README_START}'; swap them")
+    return text, start, end
+
+
+def update_readme(readme_path: str | os.PathLike, markdown: str) -> Path:
+    """Replace the text between ``<!-- results:start -->`` and ``<!-- results:end -->``
+    in ``readme_path`` with ``markdown`` (the markers stay). Raises :class:`ReadmeMarkersError`
+    (see :func:`check_readme`) when it cannot; writes atomically."""
+    text, start, end = check_readme(readme_path)
     new = text[:start] + "\n" + markdown.strip("\n") + "\n" + text[end:]
-    return atomic_write_text(path, new)
+    return atomic_write_text(Path(readme_path), new)
