@@ -40,7 +40,7 @@ def tiny_set(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_bench_gpu_tiny_cpu_every_model(tmp_path, capsys):
     bench = _load("bench_gpu")
-    res = bench.main(["--tiny", "--device", "cpu", "--no-compile", "--out", str(tmp_path)])
+    res = bench.main(["--tiny", "--device", "cpu", "--no-compile", "--threads", "1", "--out", str(tmp_path)])
     rows = {r["model"]: r for r in res["rows"]}
     assert set(rows) == set(list_models()) == {"mlp", "cnn", "gcn", "resnet34", "fusion"}
     for r in rows.values():
@@ -63,7 +63,7 @@ def test_bench_gpu_end_to_end_tiny(tmp_path, tiny_set, capsys):
     raw, _ = tiny_set
     bench = _load("bench_gpu")
     res = bench.main(["--tiny", "--device", "cpu", "--no-synthetic", "--sample-dir", str(raw), "--epochs", "1",
-                      "--out", str(tmp_path)])
+                      "--threads", "1", "--out", str(tmp_path)])
     (e2e,) = res["e2e"]
     assert e2e["crop_s"] > 0 and e2e["crops"] > 0 and e2e["total_s"] > 0
     assert list(e2e["models"]) == ["mlp", "gcn", "cnn", "resnet34", "fusion"]
@@ -80,7 +80,7 @@ def test_bench_gpu_ddp_check_under_torchrun_cpu(tmp_path, tiny_set):
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
          str(BENCH / "bench_gpu.py"), "--ddp-check", "--tiny", "--device", "cpu", "--crops-dir", str(crops),
-         "--work-dir", str(tmp_path)],
+         "--threads", "1", "--work-dir", str(tmp_path)],
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("ddp-check summary: "))
@@ -92,7 +92,8 @@ def test_bench_gpu_ddp_check_under_torchrun_cpu(tmp_path, tiny_set):
 def test_bench_seed_ratio_tiny(tmp_path, tiny_set, capsys):
     _, crops = tiny_set
     bench = _load("bench_seed_ratio")
-    res = bench.main(["--tiny", "--crops-dir", str(crops), "--seed-workers", "1", "--out", str(tmp_path)])
+    res = bench.main(["--tiny", "--crops-dir", str(crops), "--seed-workers", "1", "--threads", "1",
+                      "--out", str(tmp_path)])
     rows = res["rows"]
     whats = " ".join(r["what"] for r in rows)
     for part in ("(a) GCN", "crop loading 64px", "crop loading 128px", "(c) cnn", "(c) resnet34"):
