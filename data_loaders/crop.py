@@ -221,17 +221,20 @@ def _image_problem(e: DataError) -> str:
 
 
 def crop_is_whole(path: str | Path) -> bool:
-    """Whether a crop file is a complete JPEG: SOI (FF D8) first, EOI (FF D9) last.
+    """Whether a crop file is a complete JPEG: SOI (FF D8) first, EOI (FF D9) last, a readable header.
 
-    Cheap (two small reads, no decoding), so a resumed run can check every crop it keeps:
+    Cheap (two small reads and a header parse, no decoding), so a resumed run can check every crop it keeps:
     it catches the empty and truncated files a full disk or an interrupted copy leaves.
     """
     try:
         with open(path, "rb") as f:
             head = f.read(2)
             f.seek(-2, os.SEEK_END)  # OSError for a file under 2 bytes
-            return head == b"\xff\xd8" and f.read(2) == b"\xff\xd9"
-    except OSError:
+            if not (head == b"\xff\xd8" and f.read(2) == b"\xff\xd9"):
+                return False
+        with Image.open(path) as im:  # the header parses (no pixel decoding): catches a zeroed middle
+            return im.size[0] > 0 and im.size[1] > 0
+    except Exception:  # noqa: BLE001 - OSError, UnidentifiedImageError, SyntaxError...: not whole
         return False
 
 

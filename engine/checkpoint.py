@@ -82,16 +82,25 @@ def save_checkpoint(path: str | Path, checkpoint: dict) -> Path:
     return Path(path)
 
 
+def _load_failure(e: Exception) -> str:
+    """One line on why ``torch.load(weights_only=True)`` failed, without torch's advice to load the file
+    with ``weights_only=False`` (which would run code from it)."""
+    if "Weights only load failed" in str(e):
+        return "it holds objects other than tensors and plain containers (not a checkpoint written by this project)"
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"not a checkpoint written by this project ({type(e).__name__}: {first})"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint and check it is one of ours; errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
+        raise FileNotFoundError(f"{path}: checkpoint not found" + (" (it is a folder)" if path.is_dir() else ""))
     try:
         # plain types and tensors only: loading never runs code from the file
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, not a torch file, or holding arbitrary objects
-        raise CheckpointMismatchError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
+        raise CheckpointMismatchError(f"{path}: cannot read checkpoint: {_load_failure(e)}") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
         raise CheckpointMismatchError(f"{path}: not a hand-gestures checkpoint (missing {missing})")

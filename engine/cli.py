@@ -56,13 +56,26 @@ def class_set_from_args(args: argparse.Namespace):
     return checked_class_set(args.classes, args.include_no_gesture)
 
 
-def _positive(kind: type):
+def _positive(kind: type, at_most: float = float("inf")):
     def parse(s: str):
         v = kind(s)
         if not 0 < v < float("inf"):  # also refuses nan and inf
             raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {s}")
+        if v > at_most:
+            raise argparse.ArgumentTypeError(f"must be at most {at_most:g}, got {s}")
         return v
     return parse
+
+
+def _probability(s: str) -> float:
+    v = float(s)
+    if not 0 <= v <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {s}")
+    return v
+
+
+#: Largest crop side accepted (a 100,000 px crop would need ~30 GB of memory per hand).
+MAX_CROP_SIZE = 4096
 
 
 # --------------------------------------------------------------------------- #
@@ -108,7 +121,7 @@ def _crop_arguments(p: argparse.ArgumentParser) -> None:
 
     add_dataset_arguments(p)
     p.add_argument("--out", type=Path, default=Path("data/crops"), help="crops directory (default: data/crops)")
-    p.add_argument("--size", type=_positive(int), default=DEFAULT_SIZE,
+    p.add_argument("--size", type=_positive(int, MAX_CROP_SIZE), default=DEFAULT_SIZE,
                    help=f"crop side in pixels (default: {DEFAULT_SIZE}; the 64x64 CNN input is resized from it)")
     p.add_argument("--box-scale", type=_positive(float), default=DEFAULT_BOX_SCALE,
                    help=f"square side = max(box w, h) x this (default: {DEFAULT_BOX_SCALE}; HaGRID uses 1-2)")
@@ -249,14 +262,14 @@ def _synth_arguments(p: argparse.ArgumentParser) -> None:
     from data_loaders.synthetic import generate as g
 
     p.add_argument("--out", default="data/synth", help="output folder (default: data/synth)")
-    p.add_argument("--subjects", type=int, default=g.DEFAULT_SUBJECTS,
+    p.add_argument("--subjects", type=_positive(int), default=g.DEFAULT_SUBJECTS,
                    help=f"synthetic people (default {g.DEFAULT_SUBJECTS})")
-    p.add_argument("--images-per-subject", type=int, default=g.DEFAULT_IMAGES_PER_SUBJECT,
+    p.add_argument("--images-per-subject", type=_positive(int), default=g.DEFAULT_IMAGES_PER_SUBJECT,
                    help=f"frames per person (default {g.DEFAULT_IMAGES_PER_SUBJECT})")
     p.add_argument("--size", type=g.parse_size, default=g.DEFAULT_IMAGE_SIZE,
                    help="landscape frame size WxH; some subjects film in portrait (default 384x288)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
-    p.add_argument("--second-hand-p", type=float, default=g.DEFAULT_SECOND_HAND_P,
+    p.add_argument("--second-hand-p", type=_probability, default=g.DEFAULT_SECOND_HAND_P,
                    help="chance of a second, relaxed no_gesture hand per frame")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -280,10 +293,10 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart", action="store_true", help="redo every step instead of reusing finished ones")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every model's epochs (e.g. 0.2)")
+    p.add_argument("--epochs-scale", type=_positive(float), default=1.0, help="multiply every model's epochs (e.g. 0.2)")
     p.add_argument("--pretrained", help="ResNet-34 start: 'imagenet' (needs internet) or a .pth path")
-    p.add_argument("--synth-subjects", type=int, help="synthetic set: number of subjects (default 90)")
-    p.add_argument("--synth-images-per-subject", type=int, help="synthetic set: frames per subject (default 16)")
+    p.add_argument("--synth-subjects", type=_positive(int), help="synthetic set: number of subjects (default 90)")
+    p.add_argument("--synth-images-per-subject", type=_positive(int), help="synthetic set: frames per subject (default 16)")
     p.add_argument("--no-progress", action="store_true")
 
 

@@ -112,6 +112,8 @@ class TrainConfig:
             _check_at_least(name, settings[name], low)
         for name, low in (("num_workers", 0), ("max_train_batches", 1), ("max_eval_batches", 1)):
             _check_at_least(name, getattr(self, name), low)
+        if not 0 <= self.seed < 2**32:
+            raise UsageError(f"--seed must be in [0, 2**32), got {self.seed}")
         lr, wd = settings["lr"], settings["weight_decay"]
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise UsageError(f"--lr must be a finite number > 0, got {lr}")
@@ -251,6 +253,8 @@ def _build_model(cfg: TrainConfig, class_names: Sequence[str], resume: dict | No
         return create_model(cfg.model, len(class_names), **cfg.hparams)
     except (UnknownHyperparameterError, UnknownModelError) as e:
         raise UsageError(str(e)) from None
+    except (TypeError, ValueError) as e:  # a hyperparameter value the model refuses
+        raise UsageError(f"--hparam {', '.join(f'{k}={v!r}' for k, v in cfg.hparams.items())}: {e}") from None
 
 
 def _scheduler(name: str, opt: torch.optim.Optimizer, lr: float, total_steps: int):
