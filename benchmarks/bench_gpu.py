@@ -27,7 +27,6 @@ measured) and ``DIR/bench_gpu.md``. The table printed last puts the targets of i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import gc
 import json
@@ -52,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script (also under torchrun) from a checkout or a snapshot of one
     sys.path.insert(0, str(REPO))
 
+from engine.loop import autocast  # noqa: E402
 from engine.recipes import recipe  # noqa: E402
 from model_classes import create_model, list_models, model_spec  # noqa: E402
 
@@ -97,12 +97,6 @@ def synthetic_batch(name: str, batch_size: int, device: torch.device, channels_l
     if channels_last and "image" in b:
         b["image"] = b["image"].contiguous(memory_format=torch.channels_last)
     return b
-
-
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _sync(device: torch.device) -> None:
@@ -151,7 +145,7 @@ def bench_model(name: str, *, device: torch.device, batch_size: int | None, step
     batch = synthetic_batch(name, bs, device, channels_last)
 
     def train_step() -> None:
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits = run_model(batch)
             loss = F.cross_entropy(logits.float(), batch["label"])
         opt.zero_grad(set_to_none=True)
@@ -159,7 +153,7 @@ def bench_model(name: str, *, device: torch.device, batch_size: int | None, step
         opt.step()
 
     def infer_step() -> None:
-        with torch.inference_mode(), _autocast(device, amp):
+        with torch.inference_mode(), autocast(device, amp):
             run_model(batch)
 
     # ---- training
@@ -327,7 +321,7 @@ def ddp_check(args) -> int:
     opt = torch.optim.Adam(ddp.parameters(), lr=1e-3)
     batch = synthetic_batch(name, 8 if args.tiny else 64, dev, cl, seed=rank)
     for _ in range(3):
-        with _autocast(dev, True):
+        with autocast(dev, True):
             loss = F.cross_entropy(ddp(batch).float(), batch["label"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
