@@ -1,10 +1,12 @@
-"""Shared fixtures: the real HaGRID sample beside the checkout (skipped when absent)."""
+"""Shared fixtures: the real HaGRID sample beside the checkout (skipped when absent), and a small
+HaGRID v2 set written from ``specs`` (a test file overrides ``specs`` to change what is written)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
+from hagrid_fixtures import make_specs, write_v2
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(os.environ.get("HAGRID_SAMPLE", REPO.parent / "shared" / "hagrid_sample"))
@@ -16,3 +18,15 @@ def hagrid_sample() -> Path:
     if not (SAMPLE / "hagrid_annotations").is_dir():
         pytest.skip(f"HaGRID sample not found at {SAMPLE}")
     return SAMPLE
+
+
+@pytest.fixture
+def specs():
+    """Three classes, three images each, every hand a gesture with landmarks."""
+    return make_specs(("call", "fist", "palm"), per_class=3, no_gesture_every=0, empty_landmarks_every=0)
+
+
+@pytest.fixture
+def root(tmp_path, specs):
+    """``specs`` written in HaGRID's v2 layout."""
+    return write_v2(tmp_path / "v2", specs)

@@ -7,7 +7,7 @@ import struct
 
 import numpy as np
 import pytest
-from hagrid_fixtures import annotation_file, edit_record, image_path, make_specs, write_jpeg, write_v2
+from hagrid_fixtures import annotation_file, edit_record, image_path, write_jpeg
 from PIL import Image, ImageFile
 
 import data_loaders.crop as crop_mod
@@ -21,16 +21,6 @@ from engine.cli import main
 
 CLASSES3 = ("call", "fist", "palm")
 CS = make_class_set(CLASSES3, include_no_gesture=True)
-
-
-@pytest.fixture
-def specs():
-    return make_specs(CLASSES3, per_class=3, no_gesture_every=0, empty_landmarks_every=0)
-
-
-@pytest.fixture
-def root(tmp_path, specs):
-    return write_v2(tmp_path / "v2", specs)
 
 
 def _crop(root, out):

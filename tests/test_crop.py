@@ -32,11 +32,6 @@ def specs():
     return make_specs(CLASSES3, per_class=3)
 
 
-@pytest.fixture
-def root(tmp_path, specs):
-    return write_v2(tmp_path / "v2", specs)
-
-
 def _crop(root, out, **kw):
     kw.setdefault("class_set", make_class_set(CLASSES3, include_no_gesture=True))
     kw.setdefault("workers", 1)

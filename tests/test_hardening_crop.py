@@ -34,11 +34,6 @@ def specs():
     return make_specs(CLASSES3, per_class=3, no_gesture_every=0)
 
 
-@pytest.fixture
-def root(tmp_path, specs):
-    return write_v2(tmp_path / "v2", specs)
-
-
 def _crop(root, out, **kw):
     kw.setdefault("class_set", CS)
     kw.setdefault("size", 32)

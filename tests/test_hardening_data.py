@@ -5,8 +5,7 @@ import logging
 import shutil
 
 import numpy as np
-import pytest
-from hagrid_fixtures import annotation_file, edit_record, image_path, make_specs, write_v2
+from hagrid_fixtures import annotation_file, edit_record, image_path
 
 from data_loaders.classes import make_class_set
 from data_loaders.hagrid import load_hagrid
@@ -14,16 +13,6 @@ from data_loaders.summary import format_table, summarize
 
 CLASSES3 = ("call", "fist", "palm")
 CS = make_class_set(CLASSES3)
-
-
-@pytest.fixture
-def specs():
-    return make_specs(CLASSES3, per_class=3, no_gesture_every=0, empty_landmarks_every=0)
-
-
-@pytest.fixture
-def root(tmp_path, specs):
-    return write_v2(tmp_path / "v2", specs)
 
 
 # #11: Python's json.dumps writes NaN and Infinity; orjson rejects them
