@@ -30,3 +30,11 @@ def specs():
 def root(tmp_path, specs):
     """``specs`` written in HaGRID's v2 layout."""
     return write_v2(tmp_path / "v2", specs)
+
+
+@pytest.fixture(scope="session")
+def random_checkpoints(tmp_path_factory):
+    """``{model name: path}``: an untrained checkpoint of every registered model (written once per session)."""
+    from checkpoint_fixtures import random_checkpoints as write
+
+    return write(tmp_path_factory.mktemp("random_checkpoints"))
