@@ -1,8 +1,10 @@
 """The crop step: one square crop per annotated hand, plus the manifest.
 
 Every image model reads these crops, so the expensive work (decoding 1080p
-JPEGs) happens once. For each hand the square is centred on the annotated box,
-its side ``max(w, h) * box_scale`` in pixels, padded with a constant where it
+JPEGs) happens once. For each hand the square is centred on the annotated box
+(or, with ``box_source="landmarks"``, on the box :mod:`~data_loaders.box_model`
+derives from its landmarks, as prediction on a new photo must), its side
+``max(w, h) * box_scale`` in pixels, padded with a constant where it
 leaves the image, and resized to ``size``. Hands are grouped by image so each
 image is decoded once, at the smallest JPEG draft scale that still gives the
 crop at least ``size`` pixels per side.
@@ -50,6 +52,7 @@ from tqdm import tqdm
 from common.errors import DataError, UsageError
 from common.files import atomic_write_text, exclusive_lock, is_temp_file
 
+from .box_model import DEFAULT_BOX_MODEL, BoxModel, landmark_box
 from .classes import GESTURES_18, GESTURES_33, NO_GESTURE, ClassSet, make_class_set
 from .hagrid import (
     SPLITS,
@@ -76,6 +79,9 @@ DEFAULT_BOX_SCALE = 1.5
 JPEG_QUALITY = 95
 RESAMPLE = "bicubic"
 FILL = 0  # PIL's crop pads with 0 (black) outside the image
+#: What each square is centred on: the annotated box, or the box model's box around the landmarks.
+BOX_SOURCES = ("annotation", "landmarks")
+NO_LANDMARKS_FOR_BOX = "no_landmarks_for_box"  # skip reason of a hand without landmarks, box_source landmarks
 
 WRITTEN, REUSED, SKIPPED = "written", "reused", "skipped"
 REPAIRED = "damaged_crop"  # the reason of a written result that replaced a damaged crop (detail: its path)
@@ -196,8 +202,8 @@ def cut_square(img: Image.Image, box: tuple[int, int, int], size: int, fill: int
 # --------------------------------------------------------------------------- #
 _SETTINGS: dict = {}
 
-# one hand of a task: (row index, absolute crop path, bbox)
-Hand = tuple[int, str, tuple[float, float, float, float]]
+# one hand of a task: (row index, absolute crop path, bbox, landmarks when the box comes from them, else None)
+Hand = tuple[int, str, tuple[float, float, float, float], "np.ndarray | None"]
 # one hand's result: (row index, status, image_size | None, crop_box | None, reason, detail)
 Result = tuple[int, str, "tuple[int, int] | None", "tuple[int, int, int] | None", str, str]
 
@@ -213,7 +219,7 @@ def crop_image(task: tuple[str, list[Hand]]) -> list[Result]:
     try:
         return _crop_image(path, hands, **_SETTINGS)
     except Exception as e:  # a worker must never die with a traceback
-        return [(i, SKIPPED, None, None, "crop_error", f"{type(e).__name__}: {e}") for i, _, _ in hands]
+        return [(i, SKIPPED, None, None, "crop_error", f"{type(e).__name__}: {e}") for i, *_ in hands]
 
 
 def _image_problem(e: DataError) -> str:
@@ -238,24 +244,36 @@ def crop_is_whole(path: str | Path) -> bool:
         return False
 
 
+def _centre_box(bbox, landmarks, wh: tuple[int, int], box_model: dict | None) -> tuple[float, float, float, float]:
+    """The box a hand's square is centred on: the annotated one, or the box model's around the landmarks."""
+    return bbox if box_model is None else landmark_box(landmarks, wh, BoxModel.from_dict(box_model))
+
+
 def _crop_image(path: str, hands: list[Hand], *, size: int, box_scale: float, quality: int,
-                overwrite: bool) -> list[Result]:
-    damaged = {i for i, dest, _ in hands if not overwrite and os.path.exists(dest) and not crop_is_whole(dest)}
+                overwrite: bool, box_model: dict | None = None) -> list[Result]:
+    out: list[Result] = [(i, SKIPPED, None, None, NO_LANDMARKS_FOR_BOX,
+                          "the hand has no landmarks to derive its box from (--box-source landmarks)") for i, _, _, lm in hands
+                         if box_model is not None and lm is None]
+    hands = [h for h in hands if box_model is None or h[3] is not None]
+    if not hands:
+        return out
+    damaged = {i for i, dest, *_ in hands if not overwrite and os.path.exists(dest) and not crop_is_whole(dest)}
     todo = [h for h in hands if overwrite or h[0] in damaged or not os.path.exists(h[1])]
     todo_idx = {h[0] for h in todo}
     img = None
     try:
         if todo:
             def want(wh: tuple[int, int]) -> tuple[int, int] | None:
-                return draft_request(wh, (square_box(b, wh, box_scale)[2] for _, _, b in todo), size)
+                return draft_request(wh, (square_box(_centre_box(b, lm, wh, box_model), wh, box_scale)[2]
+                                          for _, _, b, lm in todo), size)
             img = open_rgb(path, draft_to=want)
             wh = img.info["original_size"]
         else:
             wh = image_size(path)  # header only: the crops exist
     except DataError as e:
-        return [(i, SKIPPED, None, None, _image_problem(e), e.problem) for i, _, _ in hands]
-    out: list[Result] = []
-    for i, dest, bbox in hands:
+        return out + [(i, SKIPPED, None, None, _image_problem(e), e.problem) for i, *_ in hands]
+    for i, dest, bbox, lm in hands:
+        bbox = _centre_box(bbox, lm, wh, box_model)
         bad = box_problem(bbox, wh)
         if bad:
             out.append((i, SKIPPED, wh, None, *bad))
@@ -449,11 +467,22 @@ def repair_command(crop_info: Mapping, crops_dir: str | Path) -> str:
         args += ["--size", str(crop_info["size"])]
     if crop_info.get("box_scale", DEFAULT_BOX_SCALE) != DEFAULT_BOX_SCALE:
         args += ["--box-scale", str(crop_info["box_scale"])]
+    if crop_info.get("box_source", "annotation") != "annotation":
+        args += ["--box-source", str(crop_info["box_source"])]
     return " ".join(shlex.quote(a) for a in args)
 
 
-def _check_arguments(size: int, box_scale: float) -> None:
+def _box_settings(box_source: str) -> dict:
+    """``crop_info``'s record of what the squares are centred on (so training records it and prediction derives
+    the same boxes): for landmark boxes ``box_source`` and the box model's radii; for annotated boxes nothing,
+    ``CropInfo``'s defaults (``"annotation"``, no box model), which is also what older crop folders mean."""
+    return {"box_source": box_source, "box_model": DEFAULT_BOX_MODEL.to_dict()} if box_source == "landmarks" else {}
+
+
+def _check_arguments(size: int, box_scale: float, box_source: str = "annotation") -> None:
     """Refuse settings that can crop nothing (an infinite square overflows, a NaN compares false)."""
+    if box_source not in BOX_SOURCES:
+        raise UsageError(f"--box-source must be one of {', '.join(BOX_SOURCES)}, got {box_source!r}")
     if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
         raise UsageError(f"--size must be a whole number >= 1, got {size!r}")
     if not 0 < box_scale < math.inf:
@@ -507,8 +536,10 @@ def _missing_splits(ann: HagridAnnotations, splits: Sequence[str] | None) -> lis
             "missing or empty); the crops have no such split" for s in (splits or SPLITS) if s not in got]
 
 
-def _make_tasks(records: Sequence[HandRecord], out_dir: Path) -> list[tuple[str, list[Hand]]]:
-    """One task per image (each image is decoded once), its crop folders made, stray temp files gone."""
+def _make_tasks(records: Sequence[HandRecord], out_dir: Path, with_landmarks: bool = False
+                ) -> list[tuple[str, list[Hand]]]:
+    """One task per image (each image is decoded once), its crop folders made, stray temp files gone;
+    each hand's landmarks go with it when its box is derived from them."""
     by_image: dict[Path, list[int]] = defaultdict(list)
     for i, r in enumerate(records):
         by_image[r.image_path].append(i)
@@ -516,7 +547,8 @@ def _make_tasks(records: Sequence[HandRecord], out_dir: Path) -> list[tuple[str,
     _remove_stray_temp_files([out_dir, *dirs])
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
-    return [(str(p), [(i, str(out_dir / crop_path(records[i])), records[i].bbox) for i in idx])
+    return [(str(p), [(i, str(out_dir / crop_path(records[i])), records[i].bbox,
+                       records[i].landmarks if with_landmarks else None) for i in idx])
             for p, idx in by_image.items()]
 
 
@@ -596,15 +628,19 @@ def crop_dataset(
     overwrite: bool = False,
     progress: bool = True,
     annotations: HagridAnnotations | None = None,
+    box_source: str = "annotation",
 ) -> CropSummary:
     """Crop every hand of ``class_set`` in ``data_dir`` into ``out_dir``; see the module docstring.
 
     Writes ``<out>/<split>/<label>/<uuid>_<hand>.jpg``, ``manifest.jsonl``,
     ``crop_info.json`` and ``skipped.csv``, holding ``<out>/.crop.lock`` meanwhile.
     ``annotations`` may be passed when already loaded (same class set and splits).
+    ``box_source`` ``"landmarks"`` centres each square on the box :data:`~data_loaders.box_model.DEFAULT_BOX_MODEL`
+    derives from the hand's landmarks (as prediction on new photos does) instead of the annotated box; hands
+    without landmarks are then skipped (``no_landmarks_for_box``).
     Returns the summary; a run that crops no hand at all raises :class:`DataError`.
     """
-    _check_arguments(size, box_scale)
+    _check_arguments(size, box_scale, box_source)
     t0 = time.perf_counter()
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
     class_set = class_set or make_class_set()
@@ -614,15 +650,16 @@ def crop_dataset(
                         + (f" in split(s) {', '.join(splits)}" if splits else ""))
     info = CropInfo(size=size, box_scale=float(box_scale), class_names=class_set.to_list(), source=str(data_dir),
                     format=ann.format, quality=JPEG_QUALITY, resample=RESAMPLE, fill=FILL,
-                    splits=list(splits) if splits else None)
+                    splits=list(splits) if splits else None, **_box_settings(box_source))
     out_dir.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(out_dir / LOCK_NAME, "crop run") as took_over:
         plan = _prepare(out_dir, info, ann, splits, overwrite)  # under the lock: no other run changes them
         if took_over:
             log.warning(took_over)
             plan.warnings.append(took_over)
-        tasks = _make_tasks(ann.records, out_dir)
-        settings = {"size": size, "box_scale": float(box_scale), "quality": JPEG_QUALITY, "overwrite": overwrite}
+        tasks = _make_tasks(ann.records, out_dir, with_landmarks=box_source == "landmarks")
+        settings = {"size": size, "box_scale": float(box_scale), "quality": JPEG_QUALITY, "overwrite": overwrite,
+                    "box_model": _box_settings(box_source).get("box_model")}
         results = _run_tasks(tasks, len(ann.records), settings, workers, progress)
         summary = CropSummary(out_dir=out_dir, splits=ann.splits, class_names=class_set.to_list(),
                               annotation_skipped=ann.skipped, annotation_degraded=ann.degraded,

@@ -140,9 +140,11 @@ class CropInfo:
     fill: int = 0  # constant padding value where the square leaves the image
     splits: list[str] | None = None  # splits of the last run; None = all
     counts: dict = field(default_factory=dict)  # {split: {label: crops}} of the whole manifest
+    box_source: str = "annotation"  # what each square is centred on (crop.BOX_SOURCES); older folders: annotation
+    box_model: dict | None = None  # for "landmarks": the box model's radii (BoxModel.to_dict())
 
     #: settings that change the pixels of a crop: a crops dir may only be resumed when they match
-    PIXEL_SETTINGS = ("size", "box_scale", "resample", "fill", "quality")
+    PIXEL_SETTINGS = ("size", "box_scale", "resample", "fill", "quality", "box_source", "box_model")
 
     def to_dict(self) -> dict:
         return asdict(self)
