@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 from common.errors import CheckpointMismatchError, DataError, UsageError, UserFacingError
 
@@ -44,7 +45,8 @@ def add_class_arguments(parser: argparse.ArgumentParser) -> None:
     from data_loaders.classes import DEFAULT_CLASSES
 
     parser.add_argument("--classes", default=DEFAULT_CLASSES,
-                        help=f"class set: a preset (hagrid18, hagrid33) or comma-separated names (default: {DEFAULT_CLASSES})")
+                        help="class set: a preset (hagrid18, hagrid33) or comma-separated names "
+                             f"(default: {DEFAULT_CLASSES})")
     parser.add_argument("--include-no-gesture", action="store_true",
                         help="add no_gesture as the last class (excluded and counted otherwise)")
 
@@ -76,6 +78,44 @@ def _probability(s: str) -> float:
 
 #: Largest crop side accepted (a 100,000 px crop would need ~30 GB of memory per hand).
 MAX_CROP_SIZE = 4096
+
+
+# --------------------------------------------------------------------------- #
+# hand detector options (predict, evaluate --end-to-end)
+# --------------------------------------------------------------------------- #
+def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
+    """The MediaPipe detector's options, one per :class:`~data_loaders.detect.DetectorConfig` field; the
+    defaults are that class's (the settings the sample's landmarks were made with)."""
+    from data_loaders.detect import DetectorConfig
+
+    d = DetectorConfig()
+    g = parser.add_argument_group("hand detector (MediaPipe Hands)")
+    g.add_argument("--video-mode", action="store_true",
+                   help="track hands from frame to frame (frames of one stream, in order) instead of detecting "
+                        "each image on its own")
+    g.add_argument("--max-hands", type=_positive(int), default=d.max_num_hands,
+                   help=f"hands per frame at most (default {d.max_num_hands})")
+    g.add_argument("--model-complexity", type=int, choices=(0, 1), default=d.model_complexity,
+                   help=f"0: lite landmark model, 1: full (default {d.model_complexity})")
+    g.add_argument("--min-detection-confidence", type=_probability, default=d.min_detection_confidence,
+                   help=f"palm detector threshold (default {d.min_detection_confidence})")
+    g.add_argument("--min-tracking-confidence", type=_probability, default=d.min_tracking_confidence,
+                   help=f"hand presence threshold while tracking (default {d.min_tracking_confidence})")
+    g.add_argument("--mirrored", action="store_true",
+                   help="the pictures are mirrored (selfie camera): handedness is reported as MediaPipe gives it")
+    g.add_argument("--hand-model", type=Path, default=d.hand_model, metavar="TASK_FILE",
+                   help="a MediaPipe Tasks hand_landmarker.task file (default: the model bundled with mediapipe)")
+
+
+def detector_config_from_args(args: argparse.Namespace):
+    """The :class:`~data_loaders.detect.DetectorConfig` that :func:`add_detector_arguments`' options name."""
+    from data_loaders.detect import DetectorConfig
+
+    return DetectorConfig(static_image_mode=not args.video_mode, max_num_hands=args.max_hands,
+                          model_complexity=args.model_complexity,
+                          min_detection_confidence=args.min_detection_confidence,
+                          min_tracking_confidence=args.min_tracking_confidence, mirrored=args.mirrored,
+                          hand_model=None if args.hand_model is None else str(args.hand_model))
 
 
 # --------------------------------------------------------------------------- #
@@ -117,7 +157,7 @@ def _inspect(args: argparse.Namespace) -> int:
 # crop
 # --------------------------------------------------------------------------- #
 def _crop_arguments(p: argparse.ArgumentParser) -> None:
-    from data_loaders.crop import DEFAULT_BOX_SCALE, DEFAULT_SIZE
+    from data_loaders.crop import BOX_SOURCES, DEFAULT_BOX_SCALE, DEFAULT_SIZE
 
     add_dataset_arguments(p)
     p.add_argument("--out", type=Path, default=Path("data/crops"), help="crops directory (default: data/crops)")
@@ -129,6 +169,10 @@ def _crop_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--splits", nargs="+", default=None,
                    help="only these splits (e.g. val test); the manifest keeps the other splits' lines")
     p.add_argument("--overwrite", action="store_true", help="redo crops that already exist")
+    p.add_argument("--box-source", choices=BOX_SOURCES, default=BOX_SOURCES[0],
+                   help="centre each crop on the annotated box, or on the box the box model derives from the "
+                        "hand's landmarks, as prediction does (hands without landmarks are then skipped and "
+                        f"counted); default: {BOX_SOURCES[0]}")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -139,7 +183,7 @@ def _crop(args: argparse.Namespace) -> int:
     splits = [s for arg in args.splits for s in arg.split(",") if s] if args.splits else None
     summary = crop_dataset(args.data_dir, args.out, class_set=class_set_from_args(args), size=args.size,
                            box_scale=args.box_scale, workers=args.workers, splits=splits,
-                           overwrite=args.overwrite, progress=not args.no_progress)
+                           overwrite=args.overwrite, progress=not args.no_progress, box_source=args.box_source)
     print(summary)
     print(f"manifest: {summary.out_dir / MANIFEST_NAME}")
     return 0
@@ -215,6 +259,8 @@ def _train(args: argparse.Namespace) -> int:
 # evaluate, report
 # --------------------------------------------------------------------------- #
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    from .end_to_end import DEFAULT_IOU_THRESHOLD
+
     p.add_argument("checkpoints", nargs="*", help="checkpoints to compare (default: every *.pt in --models-dir)")
     p.add_argument("--models-dir", default="final_models")
     p.add_argument("--crops-dir", default="data/crops")
@@ -225,11 +271,24 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--caption", default="", help="which data the numbers come from (printed above the table)")
     p.add_argument("--update-readme", nargs="?", const="README.md", metavar="README",
                    help="write the table into README.md between the results markers")
+    e2e = p.add_argument_group("end to end (--end-to-end): detect -> box -> crop/landmarks -> classify on full frames")
+    e2e.add_argument("--end-to-end", action="store_true",
+                     help="score the whole path on the full frames of --split of --data-dir: detection recall, "
+                          "end-to-end accuracy and annotated-box accuracy per model (graphs/end_to_end.{md,csv})")
+    e2e.add_argument("--iou", type=_probability, default=DEFAULT_IOU_THRESHOLD,
+                     help="IoU a detection needs with an annotated box to be that hand "
+                          f"(default {DEFAULT_IOU_THRESHOLD})")
+    e2e.add_argument("--cache-dir", help="where detections are cached between runs (default: a hidden folder in "
+                                          "--graphs-dir)")
+    e2e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_detector_arguments(p)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoints, find_checkpoints
 
+    if args.end_to_end:
+        return _evaluate_end_to_end(args)
     ckpts = [Path(p) for p in args.checkpoints] or find_checkpoints(args.models_dir)
     evaluate_checkpoints(ckpts, crops_dir=args.crops_dir, data_dir=args.data_dir, split=args.split,
                          device=args.device, graphs_dir=args.graphs_dir, caption=args.caption,
@@ -237,6 +296,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(Path(args.graphs_dir, "results.md").read_text())
     print(f"tables and figures in {args.graphs_dir}/"
           + (f"; README updated: {args.update_readme}" if args.update_readme else ""))
+    return 0
+
+
+def _evaluate_end_to_end(args: argparse.Namespace) -> int:
+    from .end_to_end import run_end_to_end
+
+    if not args.data_dir:
+        raise UsageError("evaluate --end-to-end needs --data-dir (a HaGRID root with full frames)")
+    result = run_end_to_end([Path(p) for p in args.checkpoints] or Path(args.models_dir), args.data_dir,
+                            split=args.split, graphs_dir=args.graphs_dir, detector=detector_config_from_args(args),
+                            iou_threshold=args.iou, cache_dir=args.cache_dir, progress=not args.no_progress,
+                            device=args.device)
+    print("\n".join(result.lines()))
     return 0
 
 
@@ -293,10 +365,12 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart", action="store_true", help="redo every step instead of reusing finished ones")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs-scale", type=_positive(float), default=1.0, help="multiply every model's epochs (e.g. 0.2)")
+    p.add_argument("--epochs-scale", type=_positive(float), default=1.0,
+                   help="multiply every model's epochs (e.g. 0.2)")
     p.add_argument("--pretrained", help="ResNet-34 start: 'imagenet' (needs internet) or a .pth path")
     p.add_argument("--synth-subjects", type=_positive(int), help="synthetic set: number of subjects (default 90)")
-    p.add_argument("--synth-images-per-subject", type=_positive(int), help="synthetic set: frames per subject (default 16)")
+    p.add_argument("--synth-images-per-subject", type=_positive(int),
+                   help="synthetic set: frames per subject (default 16)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -348,6 +422,116 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- #
+# predict, export, calibrate
+# --------------------------------------------------------------------------- #
+PREDICT_EPILOG = """\
+output: one JSON line per hand: {"source", "frame" (index in a video or camera stream, 0 for an image), "hand",
+"box" [x, y, w, h] (normalised, top-left origin), "landmarks" (21 x [x, y, z], normalised), "handedness"
+("left"/"right": the person's own hand; see --mirrored), "handedness_score", "label", "probability", "top3",
+"note" (when there is one)}. A frame with no hand gives one line {"source", "frame", "hands": 0}. Lines go to
+standard output, or to --jsonl FILE, written line by line to a temporary file beside it and renamed into place
+when the run ends (also after Ctrl-C, with what was done). A summary goes to standard error.
+
+detection: images are detected one by one (static mode); videos and the camera with tracking from frame to
+frame (a new tracker per video). --static detects every frame on its own (slower, steadier on cuts);
+--video-mode tracks across images too (a folder of consecutive frames).
+
+labels: "unknown" when the best probability is below --min-confidence, or when a landmark model (mlp, gcn)
+gets a hand whose landmarks are unusable (note "no landmarks"); fusion then uses its image branch.
+
+exit status: 0 every input read; 1 some files could not be read (each named once on standard error), the others
+predicted; 2 nothing could be read, or a bad option or checkpoint; 130 interrupted.
+"""
+
+
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    from .predictor import BACKENDS
+
+    p.epilog, p.formatter_class = PREDICT_EPILOG, argparse.RawDescriptionHelpFormatter
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="image files (jpg, jpeg, png, bmp, webp), folders (recursive) and video files")
+    p.add_argument("--model", required=True, help="a checkpoint (.pt), or its ONNX export (.onnx)")
+    p.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0],
+                   help="torch, or onnxruntime (runs <model stem>.onnx, see `hand-gestures export`)")
+    p.add_argument("--onnx", type=Path, help="the ONNX file for --backend onnxruntime (default: beside --model)")
+    p.add_argument("--camera", type=int, metavar="N",
+                   help="live prediction from camera N in a window (q quits); instead of INPUTs")
+    p.add_argument("--jsonl", type=Path, metavar="FILE", help="write the JSON lines to FILE instead of stdout")
+    p.add_argument("--save", type=Path, metavar="DIR",
+                   help="write annotated copies here: images under their names relative to the input folder, "
+                        "one annotated .mp4 per video")
+    p.add_argument("--min-confidence", type=_probability, default=0.0, metavar="P",
+                   help="report 'unknown' when the best probability is below P (default 0: never)")
+    p.add_argument("--device", default="cpu", help="torch device for the classifier (default cpu; auto: GPU if any)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--static", action="store_true", help="detect every video/camera frame on its own")
+    add_detector_arguments(p)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .predict_run import run_camera, run_predict
+    from .predictor import GesturePredictor
+
+    if (args.camera is None) == (not args.inputs):
+        raise UsageError("give INPUT files/folders or --camera N (one of the two)")
+    if args.static and args.video_mode:
+        raise UsageError("--static and --video-mode contradict each other; give one")
+    mode = "static" if args.static else "video" if args.video_mode else "auto"
+    config = detector_config_from_args(args)
+    with GesturePredictor.from_checkpoint(args.model, backend=args.backend, onnx_path=args.onnx,
+                                          min_confidence=args.min_confidence, device=args.device) as predictor:
+        kw = {"detector_config": config, "mode": mode, "jsonl": args.jsonl, "save": args.save}
+        if args.camera is not None:
+            summary = run_camera(predictor, args.camera, **kw)
+        else:
+            summary = run_predict(predictor, args.inputs, progress=not args.no_progress, **kw)
+    for line in summary.lines():
+        print(line, file=sys.stderr)
+    if summary.frames == 0 and not summary.interrupted:
+        print("error: no frame could be read from the inputs", file=sys.stderr)
+    return summary.exit_code()
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, type=Path, help="the checkpoint (.pt) to export")
+    p.add_argument("--out", type=Path, help="the .onnx file (default: <model stem>.onnx beside the checkpoint)")
+    p.add_argument("--check-data", type=Path, metavar="CROPS_DIR",
+                   help="crops folder whose hands the parity check runs on (default: the checkpoint's own crops "
+                        "when they exist, else synthetic hands)")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default onnx)")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+
+    report = export_checkpoint(args.model, args.out, check_data=args.check_data)
+    print("\n".join(report.lines()))
+    return 0
+
+
+def _calibrate_arguments(p: argparse.ArgumentParser) -> None:
+    from .calibration import DEFAULT_SPLIT
+
+    p.add_argument("checkpoints", nargs="+", type=Path, metavar="CKPT", help="checkpoints to calibrate (in place)")
+    p.add_argument("--crops-dir", help="crops folder (default: the one each checkpoint was trained on)")
+    p.add_argument("--data-dir", help="HaGRID root, for landmark models without crops (default: the checkpoint's)")
+    p.add_argument("--split", default=DEFAULT_SPLIT,
+                   help=f"split the temperature is fitted on (default {DEFAULT_SPLIT})")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu; auto: GPU if any)")
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .calibration import calibrate_checkpoint
+
+    for path in args.checkpoints:
+        c = calibrate_checkpoint(path, crops_dir=args.crops_dir, data_dir=args.data_dir, split=args.split,
+                                 device=args.device)
+        print(f"{path}: temperature {c['temperature']:.3f} on {c['n']} {c['split']} hands; NLL {c['nll_before']:.4f}"
+              f" -> {c['nll_after']:.4f}, ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}")
+    return 0
+
+
 COMMANDS: list[Command] = [
     Command("inspect", "count images/hands/landmarks/users per split and class, check subject leaks, draw samples",
             _inspect_arguments, _inspect),
@@ -363,6 +547,12 @@ COMMANDS: list[Command] = [
             _demo_arguments, _demo),
     Command("download", "download HaGRID archives (v1/v2, subsample/512p/full) and unpack them",
             _download_arguments, _download),
+    Command("predict", "gestures in photos, folders, videos or a live camera: JSON lines, annotated copies",
+            _predict_arguments, _predict),
+    Command("export", "export a checkpoint to ONNX (metadata inside) with a parity check against PyTorch",
+            _export_arguments, _export),
+    Command("calibrate", "fit a checkpoint's temperature on the validation split so probabilities mean what they say",
+            _calibrate_arguments, _calibrate),
 ]
 
 

@@ -73,3 +73,43 @@ def validation_report(
           f"macro F1 {100 * m['macro_f1']:.2f}%, {preds.n_params:,} parameters, "
           f"{preds.ms_per_sample:.3f} ms/sample on {preds.device}")
     return {"metrics": m, "markdown": md, "confusion_png": png}
+
+
+def predict_frames(checkpoint: str | Path, images: list[str | Path], save_dir: str | Path) -> dict:
+    """Detect and classify every hand of each full frame in ``images`` with ``checkpoint`` (the same
+    :class:`~engine.predictor.GesturePredictor` as ``hand-gestures predict``); annotated copies go to
+    ``save_dir``. Returns ``{"markdown": table of hands, "images": annotated paths}``."""
+    from common.files import atomic_open
+    from data_loaders.images import open_rgb
+
+    from .draw import draw_hands
+    from .predictor import GesturePredictor
+    from .reporting.tables import markdown_table
+
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    rows, written = [], []
+    with GesturePredictor.from_checkpoint(checkpoint) as predictor:
+        for path in map(Path, images):
+            img = open_rgb(path)
+            hands = predictor.predict(img)
+            rows += [[path.name, str(h.index), h.handedness or "", h.label, f"{100 * h.probability:.1f}%",
+                      ", ".join(f"{n} {100 * p:.0f}%" for n, p in h.top3[1:])] for h in hands]
+            rows += [] if hands else [[path.name, "", "", "no hand found", "", ""]]
+            target = save_dir / f"{path.stem}_predicted.jpg"
+            with atomic_open(target, "wb") as f:
+                draw_hands(img, hands).save(f, format="JPEG", quality=90)
+            written.append(target)
+    table = markdown_table(["frame", "hand", "handedness", "label", "probability", "runners-up"], rows)
+    return {"markdown": table, "images": written}
+
+
+def split_frames(data_dir: str | Path, split: str = "test", n: int = 4) -> list[Path]:
+    """``n`` frames of ``split``, one per class in class order (for showing predictions on full frames)."""
+    from data_loaders.hagrid import load_hagrid
+
+    ann = load_hagrid(data_dir, splits=[split])
+    first: dict[str, Path] = {}
+    for r in sorted(ann.records, key=lambda r: (r.label, r.uuid)):
+        first.setdefault(r.label, r.image_path)
+    return list(first.values())[:n]

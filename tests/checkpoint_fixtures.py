@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 
 from data_loaders.augment import IMAGENET_MEAN, IMAGENET_STD
-from data_loaders.classes import DEFAULT_CLASSES
+from data_loaders.classes import DEFAULT_CLASSES, make_class_set
 from engine.checkpoint import make_checkpoint, save_checkpoint
 from model_classes import create_model, list_models, model_spec
 
@@ -19,9 +19,11 @@ CROP_INFO = {"size": 128, "box_scale": 1.5, "fill": 0, "resample": "bicubic", "b
 SMALL_HPARAMS = {"resnet34": {"weights": None}, "fusion": {"resnet": {"weights": None}}}
 
 
-def random_checkpoint(model_name: str, path: str | Path, *, class_names: Sequence[str] = DEFAULT_CLASSES,
+def random_checkpoint(model_name: str, path: str | Path, *, class_names: Sequence[str] | None = None,
                       landmark_norm: str = "wrist", seed: int = 0, **extra) -> Path:
-    """Write an untrained ``model_name`` checkpoint to ``path`` (in eval-ready form) and return the path."""
+    """Write an untrained ``model_name`` checkpoint to ``path`` and return the path (classes: the 18 gestures
+    unless ``class_names`` is given)."""
+    class_names = list(make_class_set(DEFAULT_CLASSES).names if class_names is None else class_names)
     torch.manual_seed(seed)
     spec = model_spec(model_name)
     model = create_model(model_name, len(class_names), **SMALL_HPARAMS.get(model_name, {})).eval()

@@ -67,9 +67,13 @@ def test_training_notebooks_then_evaluation_notebook(workspace):
         assert (w["models"] / f"{model}.pt").is_file(), stem
     nb = _run(REPO / "test_models.ipynb",
               f"DATA_DIR = {str(w['data'])!r}\nCROPS_DIR = {str(w['crops'])!r}\nMODELS_DIR = {str(w['models'])!r}\n"
-              f"GRAPHS_DIR = {str(w['graphs'])!r}\nDEVICE = 'cpu'\nSPLIT = 'test'\nCAPTION = 'notebook test'\n")
+              f"GRAPHS_DIR = {str(w['graphs'])!r}\nDEVICE = 'cpu'\nSPLIT = 'test'\nCAPTION = 'notebook test'\n"
+              "FRAMES = 2\n")
     text = _outputs_text(nb)
     for model in ("mlp", "cnn", "gcn", "resnet34", "fusion"):
         assert (w["graphs"] / f"{model}_confusion.png").is_file()
         assert model in text
     assert (w["graphs"] / "results.csv").is_file() and (w["graphs"] / "orientation_pairs.png").is_file()
+    # predictions on full frames: an annotated copy of each frame shown, and the table of hands
+    assert len(list((w["graphs"] / "predictions").glob("*_predicted.jpg"))) == 2
+    assert "fusion.pt" in text and "probability" in text

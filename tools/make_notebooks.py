@@ -102,7 +102,8 @@ MODELS_DIR = "final_models"      # every *.pt here is evaluated
 GRAPHS_DIR = "graphs"
 DEVICE = "auto"
 SPLIT = "test"
-CAPTION = "HaGRID test split"    # says which data the numbers come from'''
+CAPTION = "HaGRID test split"    # says which data the numbers come from
+FRAMES = 4                       # full frames of SPLIT shown with predictions (detector -> box -> model)'''
     cells = [
         new_markdown_cell("# Evaluate every checkpoint\n\nScores each model in `final_models/` on the test split: "
                           "on the hands every model can score (common subset) and on all hands each can score, "
@@ -134,6 +135,15 @@ CAPTION = "HaGRID test split"    # says which data the numbers come from'''
                       '    display(Markdown(f"**{name}**\\n\\n" + markdown_table(["true", "predicted", "hands", "rate"], rows)))'),
         new_markdown_cell("## Orientation-paired classes"),
         new_code_cell('display(Image(filename=str(Path(GRAPHS_DIR, "orientation_pairs.png"))))'),
+        new_markdown_cell("## Predictions on full frames\n\nWhat a user sees: MediaPipe finds the hands, the box model "
+                          "turns their landmarks into crop boxes, the model classifies each hand "
+                          "(`hand-gestures predict` does the same)."),
+        new_code_cell("from engine.notebook import predict_frames, split_frames\n\n"
+                      'best = next((p for p in checkpoints if p.stem == "fusion"), checkpoints[0])\n'
+                      "shown = predict_frames(best, split_frames(DATA_DIR, SPLIT, FRAMES), Path(GRAPHS_DIR, \"predictions\"))\n"
+                      'display(Markdown(f"**{best.name}**\\n\\n" + shown["markdown"]))\n'
+                      'for path in shown["images"]:\n'
+                      "    display(Image(filename=str(path), width=320))"),
     ]
     return new_notebook(cells=cells, metadata=_meta())
 

@@ -1,0 +1,391 @@
+"""Gestures from any picture: detect hands, build each model's inputs as training built them, classify.
+
+``GesturePredictor.from_checkpoint(path).predict(image)`` gives one :class:`Hand` per detected hand;
+``classify(image, hands)`` scores given boxes/landmarks without a detector (and without labels). The
+inputs are rebuilt exactly as in training: the crop is the square :func:`~data_loaders.crop.square_box`
+around the hand's box cut with :func:`~data_loaders.crop.cut_square` (the checkpoint's crop size, box scale
+and fill), landmarks are normalised with the checkpoint's ``landmark_norm``, and
+``BatchTransform(landmark_norm, image_size, None)`` resizes and normalises the batch. A checkpoint whose
+preprocessing this code cannot reproduce is refused (:class:`CheckpointMismatchError`, one line naming it)
+rather than scored on inputs it never saw.
+
+Probabilities are ``softmax(logits / T)`` with the checkpoint's fitted temperature ``T``
+(``ckpt["calibration"]["temperature"]``, 1 when uncalibrated). A hand whose best probability is below
+``min_confidence`` is labelled ``"unknown"``; so is a hand without usable landmarks for a landmark-only
+model (note ``"no landmarks"``), while fusion scores it on its image branch (``has_landmarks`` False).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from common.errors import CheckpointMismatchError, UsageError, UserFacingError
+from data_loaders.augment import IMAGENET_MEAN, IMAGENET_STD, BatchTransform
+from data_loaders.crop import DEFAULT_BOX_SCALE, DEFAULT_SIZE, FILL, RESAMPLE, cut_square, square_box
+from data_loaders.hand_graph import NUM_NODES
+from data_loaders.images import open_rgb
+from data_loaders.landmarks import METHODS, normalize_landmarks
+
+BACKENDS = ("torch", "onnxruntime")
+UNKNOWN = "unknown"
+NOTE_NO_LANDMARKS = "no landmarks"
+NOTE_IMAGE_ONLY = "no landmarks: image branch only"
+NOTE_LOW_CONFIDENCE = "below min_confidence"
+#: Box sources a checkpoint's crops may have been centred on, that prediction can reproduce.
+KNOWN_BOX_SOURCES = ("annotation", "landmarks")
+TOP_K = 3
+
+log = logging.getLogger(__name__)
+Logits = Callable[[dict], np.ndarray]
+
+
+@dataclass
+class HandInput:
+    """A hand to classify: its box (normalised x, y, w, h, top-left origin) and, when known, its landmarks
+    ((21, 2|3) normalised to the image). ``landmarks_ok`` False marks landmarks a model must not trust."""
+
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray | None = None
+    handedness: str | None = None
+    handedness_score: float | None = None
+    landmarks_ok: bool = True
+
+
+@dataclass
+class Hand:
+    """One classified hand. ``probs`` holds every class's probability (zeros when the hand was not scored)."""
+
+    index: int
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray | None
+    handedness: str | None
+    handedness_score: float | None
+    label: str
+    probability: float
+    top3: list[tuple[str, float]]
+    probs: np.ndarray = field(repr=False)
+    note: str = ""
+
+    def to_json(self, **context: Any) -> dict:
+        """A JSON-ready dict: ``context`` (e.g. source, frame) first, then the hand (floats rounded)."""
+        out = dict(context)
+        out.update({
+            "hand": self.index,
+            "box": [round(float(v), 5) for v in self.box],
+            "landmarks": (np.round(self.landmarks.astype(float), 5).tolist()
+                          if self.landmarks is not None and np.isfinite(self.landmarks).all() else None),
+            "handedness": self.handedness,
+            "handedness_score": None if self.handedness_score is None else round(float(self.handedness_score), 4),
+            "label": self.label,
+            "probability": round(self.probability, 5),
+            "top3": [[name, round(p, 5)] for name, p in self.top3],
+        })
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a checkpoint's preprocessing asks for, checked once (see :func:`input_spec`)."""
+
+    inputs: tuple[str, ...]
+    image_size: int | None
+    landmark_norm: str
+    crop_size: int
+    box_scale: float
+    fill: int
+    box_source: str
+    box_model: dict | None
+
+    @property
+    def landmarks_only(self) -> bool:
+        return "image" not in self.inputs
+
+
+def input_spec(pre: dict, path: str | Path) -> InputSpec:
+    """Check that ``pre`` (a checkpoint's ``preprocessing``) can be reproduced here; one-line error if not."""
+    def refuse(problem: str) -> CheckpointMismatchError:
+        return CheckpointMismatchError(f"{path}: cannot reproduce this checkpoint's preprocessing: {problem}")
+
+    inputs = tuple(pre.get("inputs") or ())
+    if not inputs or set(inputs) - {"image", "landmarks"}:
+        raise refuse(f"inputs {list(inputs)} (known: image, landmarks)")
+    if "landmarks" in inputs and pre.get("landmark_norm") not in METHODS:
+        raise refuse(f"landmark_norm {pre.get('landmark_norm')!r} (known: {', '.join(METHODS)})")
+    crop = dict(pre.get("crop") or {})
+    spec = InputSpec(inputs=inputs, image_size=pre.get("image_size"), landmark_norm=pre.get("landmark_norm"),
+                     crop_size=crop.get("size") or DEFAULT_SIZE, box_scale=crop.get("box_scale") or DEFAULT_BOX_SCALE,
+                     fill=FILL if crop.get("fill") is None else crop["fill"],
+                     box_source=crop.get("box_source") or "annotation", box_model=crop.get("box_model"))
+    if "image" in inputs:
+        _check_image_preprocessing(spec, pre, crop, refuse)
+    if spec.box_model is not None:
+        from data_loaders.box_model import BoxModel
+
+        try:
+            BoxModel.from_dict(spec.box_model)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise refuse(f"recorded box_model: {e}") from None
+    return spec
+
+
+def _check_image_preprocessing(spec: InputSpec, pre: dict, crop: dict, refuse: Callable) -> None:
+    """The crop and pixel settings an image model was trained with must be ones this code produces."""
+    if not isinstance(spec.image_size, int) or spec.image_size <= 0:
+        raise refuse(f"image model without a usable image_size ({spec.image_size!r})")
+    if spec.box_source not in KNOWN_BOX_SOURCES:
+        raise refuse(f"crops centred on box_source {spec.box_source!r} (known: {', '.join(KNOWN_BOX_SOURCES)})")
+    if crop.get("resample") not in (None, RESAMPLE):
+        raise refuse(f"crop resample {crop['resample']!r} (this code crops with {RESAMPLE!r})")
+    for key, want in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
+        have = pre.get(key)
+        if have is not None and not np.allclose(have, want):
+            raise refuse(f"image {key} {list(have)} (this code normalises with ImageNet's {list(want)})")
+    if not (isinstance(spec.crop_size, int) and spec.crop_size > 0 and spec.box_scale > 0):
+        raise refuse(f"crop size {spec.crop_size!r}, box_scale {spec.box_scale!r}")
+
+
+def as_rgb_image(image: Any) -> Image.Image:
+    """An RGB PIL image from a path (EXIF orientation applied), a PIL image (EXIF applied unless it came
+    from :func:`~data_loaders.images.open_rgb`, which already did) or an ``(H, W, 3)`` uint8 RGB array."""
+    if isinstance(image, (str, Path)):
+        return open_rgb(image)
+    if isinstance(image, Image.Image):
+        if "original_size" not in image.info:  # not from open_rgb: apply the EXIF orientation here
+            image = ImageOps.exif_transpose(image)
+        return image if image.mode == "RGB" else image.convert("RGB")
+    a = np.asarray(image)
+    if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise UsageError(f"an image array must be (H, W, 3) uint8 RGB, got {a.shape} {a.dtype}")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    return Image.fromarray(np.ascontiguousarray(a[:, :, :3]), "RGB")
+
+
+def usable_landmarks(hand: HandInput) -> bool:
+    """True when the hand has 21 finite landmarks that its source did not flag as degenerate."""
+    lm = hand.landmarks
+    if lm is None or not hand.landmarks_ok:
+        return False
+    lm = np.asarray(lm)
+    return lm.ndim == 2 and lm.shape[0] == NUM_NODES and lm.shape[1] >= 2 and bool(np.isfinite(lm[:, :2]).all())
+
+
+def checked_box(box: Sequence[float], i: int) -> tuple[float, float, float, float]:
+    b = tuple(float(v) for v in box)
+    if len(b) != 4 or not all(math.isfinite(v) for v in b) or b[2] <= 0 or b[3] <= 0:
+        raise UsageError(f"hand {i}: box must be 4 finite numbers x, y, w, h with w, h > 0, got {list(box)}")
+    return b  # type: ignore[return-value]
+
+
+def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class TorchLogits:
+    """The PyTorch backend: the checkpoint's model in eval mode, batches moved to its device."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
+        self.model, self.device = model.eval().to(device), device
+
+    @torch.inference_mode()
+    def __call__(self, batch: dict) -> np.ndarray:
+        out = self.model({k: v.to(self.device) for k, v in batch.items()})
+        return out.float().cpu().numpy()
+
+
+class OnnxLogits:
+    """The onnxruntime backend: helper class :class:`engine.export.OnnxClassifier` on numpy inputs."""
+
+    def __init__(self, classifier: Any) -> None:
+        self.classifier = classifier
+
+    def __call__(self, batch: dict) -> np.ndarray:
+        return np.asarray(self.classifier({k: v.numpy() for k, v in batch.items()}), dtype=np.float32)
+
+
+def onnx_file_for(checkpoint: Path, onnx_path: str | Path | None) -> Path:
+    """The ONNX file to run: ``onnx_path``, or ``<checkpoint stem>.onnx`` beside the checkpoint."""
+    path = Path(onnx_path) if onnx_path is not None else checkpoint.with_suffix(".onnx")
+    if not path.is_file():
+        raise UserFacingError(f"{path}: ONNX model not found; make it with `hand-gestures export --model {checkpoint}`"
+                              + (" or pass --onnx PATH" if onnx_path is None else ""))
+    if checkpoint.suffix != ".onnx" and checkpoint.is_file() and checkpoint.stat().st_mtime > path.stat().st_mtime:
+        log.warning("%s is older than %s (recalibrated or retrained?): `hand-gestures export --model %s` "
+                    "brings it up to date", path, checkpoint, checkpoint)
+    return path
+
+
+def checked_temperature(t: Any, path: str | Path) -> float:
+    if not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+        raise CheckpointMismatchError(f"{path}: calibration temperature must be a finite number > 0, got {t!r}")
+    return float(t)
+
+
+class GesturePredictor:
+    """A checkpoint (or its ONNX export) ready to classify hands in any picture.
+
+    ``predict(image)`` detects hands with MediaPipe (a :class:`~data_loaders.detect.HandDetector` made on the
+    first call from ``detector``, a config, unless a detector instance is given) and classifies them;
+    ``classify(image, hands)`` needs no detector. Use it as a context manager, or call :meth:`close`, to
+    release a detector it made (a detector passed in stays its owner's).
+    """
+
+    def __init__(self, logits: Logits, *, class_names: Sequence[str], model_name: str, preprocessing: dict,
+                 temperature: float = 1.0, detector: Any = None, min_confidence: float = 0.0,
+                 source: str | Path = "<model>") -> None:
+        if not 0.0 <= min_confidence <= 1.0:
+            raise UsageError(f"min_confidence must be a probability in [0, 1], got {min_confidence}")
+        self._logits = logits
+        self.class_names = list(class_names)
+        self.model_name = model_name
+        self.preprocessing = dict(preprocessing)
+        self.spec = input_spec(self.preprocessing, source)
+        self.temperature = checked_temperature(temperature, source)
+        self.min_confidence = float(min_confidence)
+        self.source = str(source)
+        self._transform = BatchTransform(self.spec.landmark_norm, self.spec.image_size, None)
+        self._detector_spec = detector
+        self._detector: Any = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, backend: str = "torch", onnx_path: str | Path | None = None,
+                        detector: Any = None, min_confidence: float = 0.0,
+                        device: str | torch.device = "cpu") -> GesturePredictor:
+        """Load ``path`` (a ``.pt`` checkpoint, or a ``.onnx`` export, which implies onnxruntime).
+
+        ``backend="onnxruntime"`` runs ``onnx_path`` (default: ``<checkpoint stem>.onnx``) and reads the class
+        names, preprocessing and temperature from its metadata; ``device`` is the torch backend's.
+        """
+        path = Path(path)
+        if path.suffix == ".onnx":
+            backend, onnx_path = "onnxruntime", path
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        kw = {"detector": detector, "min_confidence": min_confidence}
+        if backend == "onnxruntime":
+            from .export import OnnxClassifier
+
+            onnx = onnx_file_for(path, onnx_path)
+            clf = OnnxClassifier(onnx)
+            return cls(OnnxLogits(clf), class_names=clf.class_names, model_name=clf.model_name,
+                       preprocessing=clf.preprocessing, temperature=clf.temperature, source=onnx, **kw)
+        from .checkpoint import load_model
+        from .distributed import resolve_device
+
+        dev = resolve_device(str(device))
+        model, ckpt = load_model(path, map_location="cpu")
+        temperature = (ckpt.get("calibration") or {}).get("temperature", 1.0)
+        return cls(TorchLogits(model, dev), class_names=ckpt["class_names"], model_name=ckpt["model_name"],
+                   preprocessing=ckpt["preprocessing"], temperature=temperature, source=path, **kw)
+
+    # ------------------------------------------------------------------ detector
+    @property
+    def detector(self) -> Any:
+        """The hand detector, made on first use from the config given (default: ``DetectorConfig()``)."""
+        if self._detector is None:
+            spec = self._detector_spec
+            if spec is not None and hasattr(spec, "detect"):
+                self._detector = spec
+            else:
+                from data_loaders.detect import DetectorConfig, HandDetector
+
+                self._detector = HandDetector(spec if spec is not None else DetectorConfig())
+        return self._detector
+
+    def close(self) -> None:
+        """Release the detector this predictor made (not one it was given)."""
+        own = self._detector is not None and self._detector is not self._detector_spec
+        if own:
+            self._detector.close()
+        self._detector = None
+
+    def __enter__(self) -> GesturePredictor:  # noqa: PYI034 -- typing.Self needs Python 3.11
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, image: Any, *, detector: Any = None) -> list[Hand]:
+        """Detect and classify every hand in ``image`` (path, PIL image or ``(H, W, 3)`` uint8 RGB array),
+        top to bottom. ``detector`` overrides the predictor's own (e.g. one tracking detector per video)."""
+        img = as_rgb_image(image)
+        found = (detector or self.detector).detect(np.asarray(img))
+        return self.classify(img, [self.hand_input(d, img) for d in found])
+
+    def hand_input(self, det: Any, img: Image.Image) -> HandInput:
+        """A detected hand (anything with ``box``, ``landmarks``, ``handedness``, ``handedness_score``,
+        ``landmarks_ok``) as this model's input: its box is the detector's (the default box model) or, for a
+        checkpoint whose crops were centred on landmark boxes of a recorded box model, that model's."""
+        box, wh = det.box, img.info.get("original_size", img.size)
+        if self.spec.box_source == "landmarks" and self.spec.box_model and det.landmarks_ok:
+            from data_loaders.box_model import BoxModel, landmark_box
+
+            box = landmark_box(np.asarray(det.landmarks)[:, :2], wh, BoxModel.from_dict(self.spec.box_model))
+        x, y, w, h = (float(v) for v in box)  # a hand collapsed to a point still gets a (1-pixel) box
+        box = (x, y, max(w, 1.0 / wh[0]), max(h, 1.0 / wh[1]))
+        return HandInput(box=box, landmarks=det.landmarks, handedness=det.handedness,
+                         handedness_score=det.handedness_score, landmarks_ok=det.landmarks_ok)
+
+    _hand_input = hand_input  # the name engine/end_to_end.py calls (to be switched to hand_input)
+
+    def classify(self, image: Any, hands: Sequence[HandInput]) -> list[Hand]:
+        """Classify given hands of ``image`` (no detector, no labels); one :class:`Hand` per input, in order."""
+        img = as_rgb_image(image)
+        hands = list(hands)
+        boxes = [checked_box(h.box, i) for i, h in enumerate(hands)]
+        usable = np.array([usable_landmarks(h) for h in hands], dtype=bool)
+        scored = np.flatnonzero(usable) if self.spec.landmarks_only else np.arange(len(hands))
+        probs = np.zeros((len(hands), len(self.class_names)))
+        if len(scored):
+            batch = self.batch(img, [boxes[i] for i in scored], [hands[i].landmarks for i in scored], usable[scored])
+            probs[scored] = softmax(self._logits(batch), self.temperature)
+        done = set(scored.tolist())
+        return [self._hand(i, h, boxes[i], probs[i], i in done, usable[i]) for i, h in enumerate(hands)]
+
+    def batch(self, img: Image.Image, boxes: Sequence[tuple], landmarks: Sequence, usable: np.ndarray) -> dict:
+        """The normalised model batch for these hands, built as training builds it: ``image`` for image models,
+        ``landmarks`` and ``has_landmarks`` for landmark models (fusion: all three)."""
+        spec, wh = self.spec, img.info.get("original_size", img.size)
+        raw: dict[str, torch.Tensor] = {}
+        if "image" in spec.inputs:
+            crops = [np.asarray(cut_square(img, square_box(b, wh, spec.box_scale), spec.crop_size, spec.fill))
+                     for b in boxes]
+            raw["image"] = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+        if "landmarks" in spec.inputs:
+            lm = np.zeros((len(boxes), NUM_NODES, 2), dtype=np.float32)
+            if usable.any():
+                idx = np.flatnonzero(usable)
+                lm[idx] = normalize_landmarks(np.stack([np.asarray(landmarks[i])[:, :2] for i in idx]),
+                                              spec.landmark_norm, image_size=np.tile(np.asarray(wh), (len(idx), 1)),
+                                              bbox=np.asarray([boxes[i] for i in idx]))
+            raw["landmarks"] = torch.from_numpy(lm)
+            raw["has_landmarks"] = torch.from_numpy(np.asarray(usable, dtype=bool))
+        return self._transform(raw, train=False)
+
+    def _hand(self, i: int, h: HandInput, box: tuple, p: np.ndarray, scored: bool, usable: bool) -> Hand:
+        lm = None if h.landmarks is None else np.asarray(h.landmarks, dtype=np.float32)
+        base = {"index": i, "box": box, "landmarks": lm, "handedness": h.handedness,
+                "handedness_score": h.handedness_score}
+        if not scored:
+            return Hand(**base, label=UNKNOWN, probability=0.0, top3=[], probs=p, note=NOTE_NO_LANDMARKS)
+        order = np.argsort(-p, kind="stable")[:TOP_K]
+        top = [(self.class_names[j], float(p[j])) for j in order]
+        label, prob = top[0]
+        note = "" if usable or self.spec.landmarks_only or "landmarks" not in self.spec.inputs else NOTE_IMAGE_ONLY
+        if prob < self.min_confidence:
+            label, note = UNKNOWN, "; ".join(filter(None, [note, NOTE_LOW_CONFIDENCE]))
+        return Hand(**base, label=label, probability=prob, top3=top, probs=p, note=note)
