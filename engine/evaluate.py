@@ -9,6 +9,7 @@ renamed file cannot pass one model off as another.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -22,11 +23,11 @@ from data_loaders.hand_table import HandTable
 from .checkpoint import build_model, check_compatible, comparable, load_checkpoint
 from .distributed import resolve_device
 from .loop import predict
-from .metrics import Comparison, ModelPredictions, compare_models
-from .reporting.tables import MODEL_ORDER, check_readme, order_models, update_readme
+from .metrics import Comparison, ModelPredictions, compare_calibration, compare_models
+from .reporting.tables import MODEL_ORDER, check_readme, order_models, readme_markdown, update_readme
 
 __all__ = ["MODEL_ORDER", "find_checkpoints", "check_crop_settings", "predict_checkpoint", "evaluate_checkpoints",
-           "run_name", "row_labels"]
+           "run_name", "row_labels", "checkpoint_temperature"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,19 @@ def row_labels(ckpts: Mapping[Path, dict]) -> dict[Path, str]:
             seen[label] += 1
             labels[p] = f"{label} #{seen[label]}"
     return labels
+
+
+def checkpoint_temperature(ckpt: dict, path: str | Path = "<checkpoint>") -> float | None:
+    """The temperature fitted when the checkpoint's training ended (``ckpt["calibration"]``, see
+    :mod:`engine.calibration`), or None when it has none; a value that is not a number > 0 is an error."""
+    calib = ckpt.get("calibration")
+    if calib is None:
+        return None
+    t = calib.get("temperature") if isinstance(calib, Mapping) else None
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+        raise CheckpointMismatchError(f"{path}: calibration temperature must be a number > 0, got {t!r} "
+                                      "(recalibrate it: `hand-gestures calibrate`)")
+    return float(t)
 
 
 def check_crop_settings(ckpt: dict, path: str | Path, table: HandTable) -> None:
@@ -146,7 +160,10 @@ def evaluate_checkpoints(
     The checkpoints must share one class set (in one order); hands of the crops folder with
     labels outside it are left out, and the caption says how many. Rows are labelled by
     :func:`row_labels`; ``comparison.extra["checkpoints"]`` (and ``evaluation.json``) maps each
-    label to its file. ``readme`` is checked before any work, so a bad one costs nothing.
+    label to its file; ``comparison.extra["calibration"]`` holds each model's calibration on the
+    common hands before and after its stored temperature (:func:`engine.metrics.compare_calibration`).
+    ``readme`` is checked before any work, so a bad one costs nothing; it gets the results and McNemar
+    tables (the calibration table is in ``results.md`` only).
     """
     if not checkpoints:
         raise FileNotFoundError("no checkpoints to evaluate (train a model first: `hand-gestures train`)")
@@ -154,6 +171,7 @@ def evaluate_checkpoints(
         check_readme(readme)
     dev = resolve_device(device)
     ckpts = {Path(p): load_checkpoint(p) for p in checkpoints}
+    temperatures = {p: checkpoint_temperature(c, p) for p, c in ckpts.items()}
     class_names = _common_class_names(ckpts)
     need_images = any("image" in c["preprocessing"]["inputs"] for c in ckpts.values())
     table = load_hand_table(crops_dir, data_dir, need_images=need_images, class_names=class_names)
@@ -169,12 +187,15 @@ def evaluate_checkpoints(
         preds[mp.name] = mp
     comparison = compare_models(preds, list(table.class_names))
     comparison.extra["checkpoints"] = {labels[p]: str(p) for p in ckpts}
+    comparison.extra["calibration"] = compare_calibration(
+        preds, comparison.common_index, {labels[p]: t for p, t in temperatures.items()})
+    comparison.extra["split"] = split
     if graphs_dir is not None:
         from .reporting.html import write_evaluation_artefacts
 
         write_evaluation_artefacts(comparison, graphs_dir, list(table.class_names), caption)
         if readme is not None:
-            update_readme(readme, Path(graphs_dir, "results.md").read_text())
+            update_readme(readme, readme_markdown(comparison, caption))
     return comparison
 
 

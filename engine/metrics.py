@@ -8,6 +8,10 @@ The comparison (:func:`compare_models`) scores every model on the *common*
 subset of hands (the intersection of the ``index`` arrays: a landmark model
 cannot score a hand without landmarks, so an image model scored on all hands is
 not comparable with it), and separately each model on every hand it can score.
+
+Calibration (the second half): temperature scaling, the expected calibration error,
+reliability bins and the accuracy-vs-coverage curve of the reject option, on
+probability arrays; :mod:`engine.calibration` applies them to checkpoints.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, special, stats
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from data_loaders.classes import ORIENTATION_PAIRS
@@ -32,6 +36,18 @@ __all__ = [
     "most_confused_pairs",
     "orientation_pair_confusion",
     "row_normalize",
+    "log_probs",
+    "nll",
+    "fit_temperature",
+    "apply_temperature",
+    "expected_calibration_error",
+    "reliability_bins",
+    "coverage_curve",
+    "accuracy_at_coverage",
+    "coverage_at_accuracy",
+    "calibration_summary",
+    "compare_calibration",
+    "CALIBRATION_FIELDS",
 ]
 
 #: McNemar uses the exact binomial test below this many discordant pairs.
@@ -466,3 +482,184 @@ def _pairwise_tests(sub: Mapping[str, ModelPredictions], alpha: float) -> list[d
         row["p_holm"] = ph
         row["significant"] = bool(ph < alpha)
     return [{k: r[k] for k in PAIR_FIELDS} for r in pairwise]
+
+
+# --------------------------------------------------------------------------- calibration and the reject option
+# (engine.calibration fits and stores a checkpoint's temperature; the arithmetic lives here, on arrays)
+
+#: The temperatures :func:`fit_temperature` searches (a fitted value at either end means "as far as allowed").
+TEMPERATURE_RANGE = (0.05, 20.0)
+#: Equal-width confidence bins of the expected calibration error and the reliability diagram.
+ECE_BINS = 15
+#: Coverages at which evaluation reports the accuracy of the hands kept, and the accuracy it reports coverage for.
+REPORT_COVERAGES = (0.9, 0.8)
+REPORT_ACCURACY = 0.99
+#: Columns of :func:`compare_calibration`'s rows (also the columns of ``calibration.csv``).
+CALIBRATION_FIELDS = ("model", "calibrated", "temperature", "n", "accuracy", "nll_before", "nll_after",
+                      "ece_before", "ece_after", "acc_at_cov90", "acc_at_cov80", "cov_at_acc99")
+
+
+def log_probs(probs: np.ndarray) -> np.ndarray:
+    """``log(probs)`` in float64, zeros clipped to the smallest float32: logits up to a per-row constant,
+    which is all temperature scaling needs (``softmax(log p / T)`` does not see the constant)."""
+    p = np.asarray(probs, dtype=np.float64)
+    return np.log(np.maximum(p, np.finfo(np.float32).tiny))
+
+
+def _check_scores(scores: np.ndarray, labels: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if scores.ndim != 2 or scores.shape[0] != len(labels):
+        raise ValueError(f"{what} has shape {scores.shape}, expected ({len(labels)}, C) for {len(labels)} labels")
+    _check_labels(labels, scores.shape[1], "labels")
+    return scores, labels
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of ``labels`` under ``softmax(logits / temperature)`` (NaN for no hands)."""
+    z, y = _check_scores(logits, labels, "logits")
+    if not len(y):
+        return float("nan")
+    return _mean_nll(z / temperature, y)
+
+
+def _mean_nll(z: np.ndarray, y: np.ndarray) -> float:
+    """Mean ``-log softmax(z)[y]`` as ``log(1 + sum_{j != y} exp(z_j - z_y))``: exact even where the right
+    class has all but all the probability (``logsumexp(z) - z_y`` rounds that to 0, which would leave
+    the temperature of a confident, right model undetermined)."""
+    rows = np.arange(len(y))
+    d = z - z[rows, y][:, None]
+    d[rows, y] = -np.inf
+    return float(np.mean(np.logaddexp(0.0, special.logsumexp(d, axis=1))))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature ``T`` that minimises :func:`nll` of ``softmax(logits / T)`` (Guo et al. 2017).
+
+    One parameter, so a bounded 1-D search over ``log T`` in :data:`TEMPERATURE_RANGE` (the NLL is
+    convex in ``1 / T``, hence unimodal in ``log T``): exact to ~1e-5 in log T and deterministic. ``T > 1``
+    softens an over-confident model, ``T < 1`` sharpens an under-confident one; the argmax never changes.
+    """
+    z, y = _check_scores(logits, labels, "logits")
+    if not len(y):
+        raise ValueError("fit_temperature needs at least one hand")
+
+    def loss(log_t: float) -> float:
+        return _mean_nll(z / np.exp(log_t), y)
+
+    lo, hi = np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1])
+    res = optimize.minimize_scalar(loss, bounds=(lo, hi), method="bounded", options={"xatol": 1e-5})
+    best = min((res.x, lo, hi), key=loss)  # Brent stops just inside a bound: the bound itself when it wins
+    return float(np.exp(best))
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log p / T)`` in float64: the probabilities of a model whose logits are divided by ``T``
+    (``probs`` themselves, as float64, for ``T = 1``)."""
+    if float(temperature) == 1.0:
+        return np.asarray(probs, dtype=np.float64)
+    return special.softmax(log_probs(probs) / float(temperature), axis=1)
+
+
+def _confidence(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per hand: the top probability, whether the top class is right, and the doubt (the other
+    classes' summed probability: the same ranking as ``1 - confidence`` without its rounding to 0)."""
+    p, y = _check_scores(probs, labels, "probs")
+    rows = np.arange(len(y))
+    top = p.argmax(axis=1) if len(y) else np.zeros(0, np.int64)
+    others = p.copy()
+    others[rows, top] = 0.0
+    return p[rows, top], top == y, others.sum(axis=1)
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> dict:
+    """Hands binned by confidence (``n_bins`` equal-width bins over [0, 1], right-closed): per bin the
+    mean ``confidence``, the ``accuracy`` (NaN where empty) and the ``count``; ``edges`` has n_bins + 1."""
+    conf, correct, _ = _confidence(probs, labels)
+    which = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    count = np.bincount(which, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, weights=conf, minlength=n_bins) / count
+        accuracy = np.bincount(which, weights=correct.astype(np.float64), minlength=n_bins) / count
+    return {"edges": np.linspace(0.0, 1.0, n_bins + 1), "confidence": mean_conf, "accuracy": accuracy,
+            "count": count}
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """Top-label ECE: the count-weighted mean gap between accuracy and mean confidence over
+    :func:`reliability_bins` (0 = the confidence says how often the model is right; NaN for no hands)."""
+    bins = reliability_bins(probs, labels, n_bins)
+    n = int(bins["count"].sum())
+    if n == 0:
+        return float("nan")
+    ok = bins["count"] > 0
+    gaps = np.abs(bins["accuracy"][ok] - bins["confidence"][ok])
+    return float(np.sum(gaps * bins["count"][ok]) / n)
+
+
+def coverage_curve(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy against coverage for the reject option: keep the most confident hands, reject the rest.
+
+    Returns ``(coverage, accuracy)``: one point per confidence threshold, i.e. hands of equal confidence
+    are kept or rejected together (a threshold cannot split them). Coverage rises to 1 (every hand kept,
+    the plain accuracy); both arrays are empty for no hands."""
+    _, correct, doubt = _confidence(probs, labels)
+    n = len(correct)
+    if n == 0:
+        return np.zeros(0), np.zeros(0)
+    order = np.argsort(doubt, kind="stable")
+    d = doubt[order]
+    ends = np.flatnonzero(np.append(d[1:] != d[:-1], True))  # last hand of each group of equal confidence
+    kept = ends + 1
+    return kept / n, np.cumsum(correct[order])[ends] / kept
+
+
+def accuracy_at_coverage(coverage: np.ndarray, accuracy: np.ndarray, target: float) -> float:
+    """Accuracy of the largest :func:`coverage_curve` point that keeps at most ``target`` of the hands
+    (NaN when even the most confident group of hands is a larger share)."""
+    ok = np.flatnonzero(np.asarray(coverage) <= target + 1e-12)
+    return float(accuracy[ok[-1]]) if len(ok) else float("nan")
+
+
+def coverage_at_accuracy(coverage: np.ndarray, accuracy: np.ndarray, target: float) -> float:
+    """The largest share of hands a confidence threshold keeps with accuracy >= ``target`` (NaN: never)."""
+    ok = np.flatnonzero(np.asarray(accuracy) >= target - 1e-12)
+    return float(np.asarray(coverage)[ok].max()) if len(ok) else float("nan")
+
+
+def calibration_summary(probs: np.ndarray, labels: np.ndarray, temperature: float | None = None) -> dict:
+    """Calibration of one model's probabilities before and after ``temperature`` (None: not calibrated,
+    scored as T = 1), and its reject option with the calibrated probabilities: a :data:`CALIBRATION_FIELDS`
+    row (without ``model``) plus ``curve`` (coverage, accuracy) and reliability ``bins_before`` / ``bins_after``."""
+    t = 1.0 if temperature is None else float(temperature)
+    after = apply_temperature(probs, t)
+    cov, acc = coverage_curve(after, labels)
+    z = log_probs(probs)
+    (c90, c80), a99 = REPORT_COVERAGES, REPORT_ACCURACY
+    _, correct, _ = _confidence(probs, labels)
+    return {
+        "calibrated": temperature is not None, "temperature": t, "n": len(correct),
+        "accuracy": float(correct.mean()) if len(correct) else float("nan"),
+        "nll_before": nll(z, labels), "nll_after": nll(z, labels, t),
+        "ece_before": expected_calibration_error(probs, labels), "ece_after": expected_calibration_error(after, labels),
+        "acc_at_cov90": accuracy_at_coverage(cov, acc, c90), "acc_at_cov80": accuracy_at_coverage(cov, acc, c80),
+        "cov_at_acc99": coverage_at_accuracy(cov, acc, a99),
+        "curve": (cov, acc), "bins_before": reliability_bins(probs, labels),
+        "bins_after": reliability_bins(after, labels),
+    }
+
+
+def compare_calibration(preds: Mapping[str, ModelPredictions], common_index: np.ndarray,
+                        temperatures: Mapping[str, float | None]) -> dict:
+    """:func:`calibration_summary` of every model on the same hands (``common_index``, as the results
+    table): ``{"rows": [CALIBRATION_FIELDS dicts], "curves": {model: summary with the arrays}}``; a model
+    without probabilities (``probs is None``) has nothing to calibrate and is left out."""
+    rows, curves = [], {}
+    for m, p in preds.items():
+        if p.probs is None:
+            continue
+        s = p.subset(common_index)
+        summary = calibration_summary(s.probs, s.y_true, temperatures.get(m))
+        rows.append({"model": m, **{k: summary[k] for k in CALIBRATION_FIELDS if k != "model"}})
+        curves[m] = summary
+    return {"rows": rows, "curves": curves}

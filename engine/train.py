@@ -4,7 +4,9 @@ Adam + cross-entropy with the model's recipe (lr, batch size, epochs, schedule)
 as defaults, early stopping on validation accuracy, a fixed seed that makes CPU
 runs repeatable, atomic checkpoints every epoch (``<run>.last.pt`` to resume,
 ``<run>.pt`` for the best), a history CSV and curves in ``graphs/``,
-TensorBoard when installed, and DDP under ``torchrun``.
+TensorBoard when installed, and DDP under ``torchrun``. When the epochs end, the
+best checkpoint gets its temperature, fitted on the validation split
+(:mod:`engine.calibration`), so its probabilities can drive a reject option.
 
 Resuming is exact: the data order, augmentation and dropout of epoch ``e``
 are seeded from ``(seed, e)``, so a run interrupted after epoch ``k`` and
@@ -34,6 +36,7 @@ from data_loaders.landmarks import METHODS as LANDMARK_NORMS
 from model_classes import create_model, list_models, model_spec
 from model_classes.registry import UnknownHyperparameterError, UnknownModelError
 
+from .calibration import calibrate_training_run, describe
 from .checkpoint import (
     FUSION_BRANCHES,
     CheckpointSaver,
@@ -215,7 +218,7 @@ def _setup_data(cfg: TrainConfig, settings: dict, device: torch.device, dist: Di
     preprocessing = {
         "inputs": list(spec.inputs), "image_size": spec.image_size, "landmark_norm": cfg.landmark_norm,
         "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-        "crop": {k: table.meta.get("crop_info", {}).get(k) for k in ("size", "box_scale", "fill", "resample")},
+        "crop": _crop_settings(table.meta.get("crop_info") or {}),
     }
     data = _Data(list(table.class_names), train_b, val_b,
                  BatchTransform(cfg.landmark_norm, spec.image_size, augment, seed=cfg.seed, rank=dist.rank),
@@ -223,6 +226,17 @@ def _setup_data(cfg: TrainConfig, settings: dict, device: torch.device, dist: Di
     _say(cfg, dist, f"[{cfg.name}] {len(train_t)} train / {len(val_t)} val hands, {len(data.class_names)} classes, "
          f"device {device}" + (f", {dist.world} processes" if dist.enabled else ""))
     return data
+
+
+def _crop_settings(crop_info: dict) -> dict:
+    """What a checkpoint records of its crops (``preprocessing["crop"]``), so prediction can cut the same
+    squares: pixel settings and the box they were centred on (crop folders older than ``box_source``
+    were all cut around the annotated box), with the box model when it was landmark-derived."""
+    crop = {k: crop_info.get(k) for k in ("size", "box_scale", "fill", "resample")}
+    crop["box_source"] = crop_info.get("box_source") or "annotation"
+    if crop_info.get("box_model") is not None:
+        crop["box_model"] = crop_info["box_model"]
+    return crop
 
 
 def _load_resume(cfg: TrainConfig, last: Path, class_names: list[str], settings: dict, dist: DistInfo) -> dict | None:
@@ -338,6 +352,9 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
     run = _Run(cfg, settings, dist, device, data, saver, model, train_model, opt, sched, steps,
                amp=cfg.amp and device.type == "cuda", channels_last=channels_last)
     stopped_early = run.epochs(progress, callbacks)
+    if dist.is_main:
+        run.calibrate()
+    barrier()  # the other ranks wait while rank 0 calibrates
     return FitResult(saver.best, saver.last, progress.history, progress.best_acc,
                      progress.start_epoch, stopped_early)
 
@@ -384,6 +401,16 @@ class _Run:
         if self.dist.is_main and progress.history:
             _plot_curves(self.cfg, progress.history)
         return stopped_early
+
+    def calibrate(self) -> None:
+        """Fit the best checkpoint's temperature on the validation batches (rank 0's share under DDP) and
+        store it there (engine.calibration); one line says how much it changed the NLL and the ECE."""
+        calib = calibrate_training_run(self.saver.best, self.data.val, self.data.eval_transform, self.device,
+                                       split=self.cfg.val_split, max_batches=self.cfg.max_eval_batches)
+        if calib is None:
+            _say(self.cfg, self.dist, f"[{self.cfg.name}] temperature not fitted: no validation hands")
+        else:
+            _say(self.cfg, self.dist, f"[{self.cfg.name}] {describe(calib)}")
 
     def one_epoch(self, epoch: int) -> dict:
         """Train and validate one epoch; its history row."""

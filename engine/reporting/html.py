@@ -12,7 +12,7 @@ Artefacts read (all optional)::
     data_summary.json        the data set: splits x classes x {images, hands, hands_with_landmarks, users}
     <model>_history.csv      epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,samples_per_s
     <model>_curves.png       training curves (drawn from the history CSV when absent)
-    evaluation.json          caption, class names, n_common, n_boot, alpha, models, checkpoints (row -> file)
+    evaluation.json          caption, class names, n_common, n_boot, alpha, models, checkpoints (row -> file), split
     results.csv / results.md one row per model (engine.metrics.ROW_FIELDS)
     pairwise.csv             McNemar tests (engine.metrics.PAIR_FIELDS)
     per_class.csv            model,class,precision,recall,f1,support on the common hands
@@ -21,6 +21,9 @@ Artefacts read (all optional)::
     <model>_confusion.png    confusion on the common hands (counts and row-normalised)
     orientation_pairs.png    within-pair confusion of the orientation pairs, per model
     model_comparison.png     accuracy / macro F1 with intervals per model
+    calibration.csv          engine.metrics.CALIBRATION_FIELDS per model (ECE before/after T, reject option)
+    reliability.png          reliability diagram per model, before and after its temperature
+    coverage.png             accuracy against coverage (the reject option), one line per model
 """
 from __future__ import annotations
 
@@ -37,14 +40,18 @@ from typing import Sequence
 from common.errors import DataError
 from common.files import atomic_write_text
 from data_loaders.classes import ORIENTATION_PAIRS
-from engine.metrics import Comparison
+from engine.metrics import REPORT_COVERAGES, Comparison
 from engine.reporting import plots
 from engine.reporting.tables import (
+    CALIBRATION_ALIGN,
+    CALIBRATION_HEADERS,
     MODEL_ORDER,
     PAIRWISE_ALIGN,
     PAIRWISE_HEADERS,
     RESULTS_ALIGN,
     RESULTS_HEADERS,
+    calibration_cells,
+    calibration_explanation,
     csv_text,
     markdown_table,
     order_models,
@@ -86,7 +93,9 @@ def write_evaluation_artefacts(
     ``results.csv``, ``results.md`` (headed by ``caption``, e.g. which data set the
     numbers come from), ``pairwise.csv``, ``per_class.csv``, ``confused_pairs.csv``,
     ``orientation_pairs.csv``, ``evaluation.json``, ``<model>_confusion.png`` (on
-    the common hands), ``orientation_pairs.png`` and ``model_comparison.png``.
+    the common hands), ``orientation_pairs.png`` and ``model_comparison.png``; with
+    ``comparison.extra["calibration"]`` (:func:`engine.metrics.compare_calibration`) also
+    ``calibration.csv`` (and its table in ``results.md``), ``reliability.png`` and ``coverage.png``.
     Returns the paths by name."""
     g = Path(graphs_dir)
     g.mkdir(parents=True, exist_ok=True)
@@ -104,18 +113,8 @@ def write_evaluation_artefacts(
         {"model": m, "rank": k + 1, **p} for m in models for k, p in enumerate(comparison.confused_pairs[m])
     ]
     out["confused_pairs_csv"] = atomic_write_text(g / "confused_pairs.csv", csv_text(confused, CONFUSED_FIELDS))
-    orient = []
-    for m in models:
-        for p in comparison.orientation[m]:
-            mat = p["matrix"]
-            orient.append({
-                "model": m, "a": p["a"], "b": p["b"], "n_a": p["n_a"], "n_b": p["n_b"],
-                "a_as_a": int(mat[0][0]), "a_as_b": int(mat[0][1]), "b_as_a": int(mat[1][0]),
-                "b_as_b": int(mat[1][1]), "a_as_b_rate": p["a_as_b"], "b_as_a_rate": p["b_as_a"],
-                "cross_error_rate": p["cross_error_rate"],
-            })
     out["orientation_pairs_csv"] = atomic_write_text(
-        g / "orientation_pairs.csv", csv_text(orient, ORIENTATION_FIELDS))
+        g / "orientation_pairs.csv", csv_text(_orientation_rows(comparison, models), ORIENTATION_FIELDS))
     meta = {
         "caption": caption or "",
         "class_names": names,
@@ -124,6 +123,7 @@ def write_evaluation_artefacts(
         "n_boot": comparison.n_boot,
         "alpha": comparison.alpha,
         "checkpoints": dict(comparison.extra.get("checkpoints") or {}),
+        "split": comparison.extra.get("split", "test"),
         "written": _dt.datetime.now().isoformat(timespec="seconds"),
     }
     out["evaluation_json"] = atomic_write_text(g / "evaluation.json", json.dumps(meta, indent=2) + "\n")
@@ -138,7 +138,42 @@ def write_evaluation_artefacts(
         title=f"Orientation pairs on the {comparison.n_common} common test hands",
     )
     out["model_comparison_png"] = plots.plot_model_comparison(comparison.rows, g / "model_comparison.png")
+    out.update(_calibration_figures(comparison, g))
     return out
+
+
+def _orientation_rows(comparison: Comparison, models: Sequence[str]) -> list[dict]:
+    """The rows of ``orientation_pairs.csv`` (:data:`ORIENTATION_FIELDS`): each model's within-pair counts."""
+    rows = []
+    for m in models:
+        for p in comparison.orientation[m]:
+            mat = p["matrix"]
+            rows.append({
+                "model": m, "a": p["a"], "b": p["b"], "n_a": p["n_a"], "n_b": p["n_b"],
+                "a_as_a": int(mat[0][0]), "a_as_b": int(mat[0][1]), "b_as_a": int(mat[1][0]),
+                "b_as_b": int(mat[1][1]), "a_as_b_rate": p["a_as_b"], "b_as_a_rate": p["b_as_a"],
+                "cross_error_rate": p["cross_error_rate"],
+            })
+    return rows
+
+
+def _calibration_figures(comparison: Comparison, g: Path) -> dict[str, Path]:
+    """``reliability.png`` and ``coverage.png`` from ``comparison.extra["calibration"]``; without it,
+    those of an earlier evaluation are removed (they would pass for this one's)."""
+    curves = (comparison.extra.get("calibration") or {}).get("curves") or {}
+    if not curves:
+        for name in ("reliability.png", "coverage.png"):
+            (g / name).unlink(missing_ok=True)
+        return {}
+    n, split = comparison.n_common, comparison.extra.get("split", "test")
+    return {
+        "reliability_png": plots.plot_reliability(
+            {m: {"before": c["bins_before"], "after": c["bins_after"]} for m, c in curves.items()},
+            g / "reliability.png", title=f"Reliability on the {n} common {split} hands, before and after T"),
+        "coverage_png": plots.plot_coverage(
+            {m: c["curve"] for m, c in curves.items()}, g / "coverage.png", marks=REPORT_COVERAGES,
+            title=f"Reject option on the {n} common {split} hands: accuracy of the hands kept"),
+    }
 
 
 # =========================================================================== report blocks
@@ -454,6 +489,20 @@ def _section_results(r: _Report, g: Path, meta: dict, results: tuple, note: str)
     r.table(["class", "support"] + models, rows, ["l", "r"] + ["r"] * len(models))
 
 
+def _section_calibration(r: _Report, g: Path, meta: dict) -> None:
+    """Calibration and the reject option, when the evaluation wrote ``calibration.csv``."""
+    path = g / "calibration.csv"
+    if not path.is_file():
+        return
+    r.h(2, "7. Calibration and the reject option")
+    rows = r.artefact("Calibration table", path, empty_ok=False)
+    if rows:
+        r.p(calibration_explanation(rows[0].get("n", ""), meta.get("split") or "test"))
+        r.table(CALIBRATION_HEADERS, calibration_cells(rows), CALIBRATION_ALIGN)
+    r.image(g / "reliability.png", "Reliability diagram")
+    r.image(g / "coverage.png", "Accuracy against coverage")
+
+
 def _section_confusion(r: _Report, g: Path, models: list[str]) -> None:
     r.h(2, "4. Confusion matrices")
     if not models:
@@ -628,6 +677,7 @@ def build_report(
     _section_confusion(r, g, model_list)
     _section_confused_pairs(r, g)
     _section_orientation(r, g)
+    _section_calibration(r, g, meta)
 
     r.h(2, "Artefacts")
     r.p("Used: " + (", ".join(dict.fromkeys(r.used)) or "none") + ".")

@@ -1,6 +1,7 @@
 """Evaluation and training figures (confusion matrices, training curves, orientation pairs, model
-comparison). Every function draws on its own Agg canvas (no pyplot, so nothing changes the backend of
-a notebook and no figure is left open), saves a PNG atomically and returns its path."""
+comparison, calibration: reliability diagram and accuracy against coverage). Every function draws on
+its own Agg canvas (no pyplot, so nothing changes the backend of a notebook and no figure is left
+open), saves a PNG atomically and returns its path."""
 from __future__ import annotations
 
 import csv
@@ -24,6 +25,8 @@ __all__ = [
     "read_history",
     "plot_orientation_pairs",
     "plot_model_comparison",
+    "plot_reliability",
+    "plot_coverage",
 ]
 
 DPI = 110
@@ -294,5 +297,79 @@ def plot_model_comparison(
     if title is None:
         n = rows[0].get("n_common", "") if rows else ""
         title = f"Models compared on the {n} common test hands (95% bootstrap intervals)"
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, out_png)
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def plot_reliability(
+    bins: Mapping[str, Mapping[str, Mapping]],
+    out_png: str | os.PathLike,
+    title: str = "Reliability: accuracy against confidence",
+) -> Path:
+    """One panel per model: accuracy against mean confidence per confidence bin, before (hollow) and
+    after (filled) temperature scaling, the diagonal being perfect calibration; a dot's area grows with
+    its bin's hands. ``bins[model]`` = ``{"before": reliability_bins(...), "after": ...}``
+    (:func:`engine.metrics.reliability_bins`; ``"after"`` may be absent)."""
+    models = list(bins)
+    nc = max(1, min(len(models), 3))
+    nr = max(1, math.ceil(len(models) / nc))
+    fig = _new_figure(3.6 * nc + 0.4, 3.5 * nr + 0.6)
+    axes = np.atleast_1d(fig.subplots(nr, nc, squeeze=False)).ravel()
+    for ax in axes[len(models):]:
+        ax.axis("off")
+    for ax, m in zip(axes, models):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        for key, face, label in (("before", "white", "before"), ("after", "tab:blue", "after T")):
+            b = bins[m].get(key)
+            if b is None:
+                continue
+            count = np.asarray(b["count"], dtype=np.float64)
+            ok = count > 0
+            size = 12 + 150 * count[ok] / max(count.sum(), 1)
+            ax.scatter(np.asarray(b["confidence"])[ok], np.asarray(b["accuracy"])[ok], s=size, facecolors=face,
+                       edgecolors="tab:blue", label=label, zorder=3)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("confidence (top probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(m, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, out_png)
+
+
+def plot_coverage(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    out_png: str | os.PathLike,
+    title: str = "Reject option: accuracy of the hands kept against the share kept",
+    marks: Sequence[float] = (),
+) -> Path:
+    """Accuracy against coverage, one line per model (:func:`engine.metrics.coverage_curve`: the most
+    confident hands kept, the rest rejected); ``marks`` draws vertical lines at those coverages."""
+    fig = _new_figure(7.5, 4.6)
+    ax = fig.subplots()
+    lows = []
+    for m, (cov, acc) in curves.items():
+        cov, acc = np.asarray(cov, dtype=np.float64), np.asarray(acc, dtype=np.float64)
+        if not len(cov):
+            continue
+        ax.plot(cov * 100, acc * 100, marker="o" if len(cov) <= 30 else None, ms=3, label=m)
+        lows.append(float(np.nanmin(acc)) * 100)
+    for c in marks:
+        ax.axvline(c * 100, color="grey", lw=0.8, ls=":")
+    ax.set_xlim(0, 100.5)
+    if lows:
+        ax.set_ylim(max(0.0, math.floor((min(lows) - 2) / 5) * 5), 100.5)
+    ax.set_xlabel("coverage: hands kept (%)")
+    ax.set_ylabel("accuracy of the hands kept (%)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower left")
+    else:
+        ax.text(0.5, 0.5, "no predictions", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title, fontsize=11)
     return _save(fig, out_png)

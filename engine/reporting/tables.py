@@ -1,5 +1,6 @@
-"""The results table: ``graphs/results.csv``, ``graphs/results.md``, ``graphs/pairwise.csv``
-and the README block between ``<!-- results:start -->`` and ``<!-- results:end -->``; also the
+"""The results table: ``graphs/results.csv``, ``graphs/results.md``, ``graphs/pairwise.csv``,
+``graphs/calibration.csv`` and the README block between ``<!-- results:start -->`` and
+``<!-- results:end -->`` (the results and McNemar tables; ``results.md`` adds the calibration table); also the
 helpers every reader of these tables shares (:data:`MODEL_ORDER`, :func:`to_float`), so the
 figures and the report format them alike.
 
@@ -17,7 +18,15 @@ from typing import Iterable, Mapping, Sequence
 
 from common.errors import UsageError
 from common.files import atomic_write_text
-from engine.metrics import PAIR_FIELDS, ROW_FIELDS, Comparison
+from engine.metrics import (
+    CALIBRATION_FIELDS,
+    ECE_BINS,
+    PAIR_FIELDS,
+    REPORT_ACCURACY,
+    REPORT_COVERAGES,
+    ROW_FIELDS,
+    Comparison,
+)
 
 __all__ = [
     "README_START",
@@ -25,8 +34,12 @@ __all__ = [
     "format_ci",
     "format_p",
     "results_markdown",
+    "readme_markdown",
     "results_cells",
     "pairwise_cells",
+    "calibration_cells",
+    "calibration_explanation",
+    "calibration_markdown",
     "markdown_table",
     "write_results",
     "update_readme",
@@ -109,6 +122,10 @@ RESULTS_HEADERS = ("model", "n common", "accuracy", "macro F1", "precision", "re
 RESULTS_ALIGN = ("l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l")
 PAIRWISE_HEADERS = ("A", "B", "n", "acc A", "acc B", "b", "c", "test", "p", "p (Holm)", "significant")
 PAIRWISE_ALIGN = ("l", "l", "r", "r", "r", "r", "r", "l", "r", "r", "c")
+CALIBRATION_HEADERS = ("model", "T", "ECE before", "ECE after",
+                       *(f"accuracy at {c:.0%} coverage" for c in REPORT_COVERAGES),
+                       f"coverage at {REPORT_ACCURACY:.0%} accuracy")
+CALIBRATION_ALIGN = ("l", "r", "r", "r", "r", "r", "r")
 
 
 def results_cells(rows: Sequence[Mapping]) -> list[list[str]]:
@@ -139,6 +156,43 @@ def pairwise_cells(pairwise: Sequence[Mapping]) -> list[list[str]]:
         format_p(p.get("p_value")), format_p(p.get("p_holm")),
         "yes" if _truthy(p.get("significant")) else "no",
     ] for p in pairwise]
+
+
+def calibration_cells(rows: Sequence[Mapping]) -> list[list[str]]:
+    """The formatted cells of the calibration table (:data:`CALIBRATION_HEADERS`), one list per model.
+    ``rows`` are :func:`engine.metrics.compare_calibration` rows or rows read back from ``calibration.csv``."""
+    out = []
+    for r in rows:
+        t = to_float(r.get("temperature"))
+        calibrated = _truthy(r.get("calibrated")) and not math.isnan(t)
+        cov99 = format_ci(r.get("cov_at_acc99"), None, None)
+        out.append([
+            str(r.get("model", "")), f"{t:.3g}" if calibrated else "not calibrated",
+            format_ci(r.get("ece_before"), None, None, digits=2), format_ci(r.get("ece_after"), None, None, digits=2),
+            format_ci(r.get("acc_at_cov90"), None, None), format_ci(r.get("acc_at_cov80"), None, None),
+            "not reached" if cov99 == "n/a" else cov99,
+        ])
+    return out
+
+
+def calibration_explanation(n, split: str = "test") -> str:
+    return (
+        f"Calibration and the reject option on the {n} common {split} hands, in %. ECE = expected calibration "
+        f"error ({ECE_BINS} equal-width confidence bins): with the model's own probabilities (before) and with its "
+        "logits divided by the temperature T fitted on the validation split when training ended (after; \"not "
+        "calibrated\": the checkpoint has no T, so 1 is used). Accuracy at a coverage = accuracy on the most "
+        "confident share of hands, the others rejected as unknown (calibrated probabilities; n/a: the most "
+        "confident hands tie on a larger share); coverage at an accuracy = the largest share a confidence "
+        "threshold keeps at that accuracy."
+    )
+
+
+def calibration_markdown(rows: Sequence[Mapping], split: str = "test") -> str:
+    """The Markdown calibration block (explanation and table); ``""`` without rows."""
+    if not rows:
+        return ""
+    return "\n".join([calibration_explanation(rows[0].get("n", ""), split), "",
+                      markdown_table(CALIBRATION_HEADERS, calibration_cells(rows), CALIBRATION_ALIGN), ""])
 
 
 def results_explanation(n_common, alpha: float = 0.05) -> str:
@@ -191,6 +245,11 @@ def results_markdown(
     return "\n".join(out)
 
 
+def readme_markdown(comparison: Comparison, caption: str | None = None) -> str:
+    """The README block: :func:`results_markdown` of the comparison (results and McNemar tables)."""
+    return results_markdown(comparison.rows, comparison.pairwise, caption, comparison.alpha)
+
+
 def csv_text(rows: Iterable[Mapping], fields: Sequence[str]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
@@ -216,16 +275,26 @@ def write_results(
     comparison: Comparison, graphs_dir: str | os.PathLike = "graphs", caption: str | None = None
 ) -> dict[str, Path]:
     """Write ``results.csv`` (one row per model, :data:`~engine.metrics.ROW_FIELDS`),
-    ``pairwise.csv`` (:data:`~engine.metrics.PAIR_FIELDS`) and ``results.md`` (the
-    Markdown of :func:`results_markdown`, starting with ``caption``, e.g. which
-    dataset the numbers come from). Returns the paths by name."""
+    ``pairwise.csv`` (:data:`~engine.metrics.PAIR_FIELDS`), ``calibration.csv``
+    (:data:`~engine.metrics.CALIBRATION_FIELDS`, when the comparison has calibration rows) and
+    ``results.md``: the README block (:func:`readme_markdown`, starting with ``caption``, e.g.
+    which dataset the numbers come from) followed by :func:`calibration_markdown`. Returns the
+    paths by name."""
     g = Path(graphs_dir)
-    md = results_markdown(comparison.rows, comparison.pairwise, caption, comparison.alpha)
-    return {
+    calibration = (comparison.extra.get("calibration") or {}).get("rows") or []
+    md = readme_markdown(comparison, caption)
+    if calibration:
+        md = md.rstrip("\n") + "\n\n" + calibration_markdown(calibration, comparison.extra.get("split", "test"))
+    out = {
         "results_csv": atomic_write_text(g / "results.csv", csv_text(comparison.rows, ROW_FIELDS)),
         "pairwise_csv": atomic_write_text(g / "pairwise.csv", csv_text(comparison.pairwise, PAIR_FIELDS)),
-        "results_md": atomic_write_text(g / "results.md", md),
     }
+    if calibration:
+        out["calibration_csv"] = atomic_write_text(g / "calibration.csv", csv_text(calibration, CALIBRATION_FIELDS))
+    else:  # a calibration table of an earlier evaluation must not pass for this one's
+        (g / "calibration.csv").unlink(missing_ok=True)
+    out["results_md"] = atomic_write_text(g / "results.md", md)
+    return out
 
 
 class ReadmeMarkersError(UsageError, ValueError):
