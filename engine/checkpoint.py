@@ -7,6 +7,7 @@ scheduler, epoch, best metric and history so ``--resume`` can continue.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -113,6 +114,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointMismatchError(f"{path}: not a usable hand-gestures checkpoint "
                                       f"(preprocessing is missing {missing})")
     return ckpt
+
+
+def checkpoint_temperature(ckpt: dict, path: str | Path = "<checkpoint>") -> float | None:
+    """The temperature fitted when the checkpoint's training ended (``ckpt["calibration"]``, see
+    :mod:`engine.calibration`), or None when it has none; a value that is not a number > 0 is an error."""
+    calib = ckpt.get("calibration")
+    if calib is None:
+        return None
+    t = calib.get("temperature") if isinstance(calib, Mapping) else None
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+        raise CheckpointMismatchError(f"{path}: calibration temperature must be a number > 0, got {t!r} "
+                                      "(recalibrate it: `hand-gestures calibrate`)")
+    return float(t)
 
 
 def check_compatible(

@@ -9,7 +9,6 @@ renamed file cannot pass one model off as another.
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -20,7 +19,7 @@ from common.errors import CheckpointMismatchError
 from data_loaders.batches import load_hand_table, make_batches, usable_rows
 from data_loaders.hand_table import HandTable
 
-from .checkpoint import build_model, check_compatible, comparable, load_checkpoint
+from .checkpoint import build_model, check_compatible, checkpoint_temperature, comparable, load_checkpoint
 from .distributed import resolve_device
 from .loop import predict
 from .metrics import Comparison, ModelPredictions, compare_calibration, compare_models
@@ -61,19 +60,6 @@ def row_labels(ckpts: Mapping[Path, dict]) -> dict[Path, str]:
             seen[label] += 1
             labels[p] = f"{label} #{seen[label]}"
     return labels
-
-
-def checkpoint_temperature(ckpt: dict, path: str | Path = "<checkpoint>") -> float | None:
-    """The temperature fitted when the checkpoint's training ended (``ckpt["calibration"]``, see
-    :mod:`engine.calibration`), or None when it has none; a value that is not a number > 0 is an error."""
-    calib = ckpt.get("calibration")
-    if calib is None:
-        return None
-    t = calib.get("temperature") if isinstance(calib, Mapping) else None
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
-        raise CheckpointMismatchError(f"{path}: calibration temperature must be a number > 0, got {t!r} "
-                                      "(recalibrate it: `hand-gestures calibrate`)")
-    return float(t)
 
 
 def check_crop_settings(ckpt: dict, path: str | Path, table: HandTable) -> None:

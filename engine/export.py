@@ -35,7 +35,7 @@ from torch import nn
 from common.errors import CheckpointMismatchError, UsageError, UserFacingError
 from common.files import atomic_write_bytes
 
-from .checkpoint import load_model
+from .checkpoint import checkpoint_temperature, load_model
 
 log = logging.getLogger(__name__)
 
@@ -220,21 +220,6 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def checkpoint_temperature(ckpt: dict, path: str | Path) -> float:
-    """The temperature fitted when training ended (``ckpt["calibration"]["temperature"]``), 1.0 when none.
-
-    The same reading as :func:`engine.evaluate.checkpoint_temperature`, without importing evaluation
-    (seconds of imports for an export)."""
-    calib = ckpt.get("calibration")
-    if calib is None:
-        return 1.0
-    t = calib.get("temperature") if isinstance(calib, Mapping) else None
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
-        raise CheckpointMismatchError(f"{path}: calibration temperature must be a number > 0, got {t!r} "
-                                      "(recalibrate it: `hand-gestures calibrate`)")
-    return float(t)
-
-
 def export_metadata(ckpt: dict, checkpoint: Path) -> dict[str, str]:
     """The ``metadata_props`` of an export: everything :class:`OnnxClassifier` and the predictor need."""
     return {
@@ -243,7 +228,7 @@ def export_metadata(ckpt: dict, checkpoint: Path) -> dict[str, str]:
         "model_name": str(ckpt["model_name"]),
         "class_names": json.dumps(list(ckpt["class_names"])),
         "preprocessing": json.dumps(ckpt["preprocessing"]),
-        "temperature": repr(checkpoint_temperature(ckpt, checkpoint)),
+        "temperature": repr(checkpoint_temperature(ckpt, checkpoint) or 1.0),
         "checkpoint_name": checkpoint.name,
         "checkpoint_sha256": file_sha256(checkpoint),
     }

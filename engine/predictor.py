@@ -282,12 +282,12 @@ class GesturePredictor:
             clf = OnnxClassifier(onnx)
             return cls(OnnxLogits(clf), class_names=clf.class_names, model_name=clf.model_name,
                        preprocessing=clf.preprocessing, temperature=clf.temperature, source=onnx, **kw)
-        from .checkpoint import load_model
+        from .checkpoint import checkpoint_temperature, load_model
         from .distributed import resolve_device
 
         dev = resolve_device(str(device))
         model, ckpt = load_model(path, map_location="cpu")
-        temperature = (ckpt.get("calibration") or {}).get("temperature", 1.0)
+        temperature = checkpoint_temperature(ckpt, path) or 1.0
         return cls(TorchLogits(model, dev), class_names=ckpt["class_names"], model_name=ckpt["model_name"],
                    preprocessing=ckpt["preprocessing"], temperature=temperature, source=path, **kw)
 
