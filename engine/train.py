@@ -36,7 +36,7 @@ from data_loaders.landmarks import METHODS as LANDMARK_NORMS
 from model_classes import create_model, list_models, model_spec
 from model_classes.registry import UnknownHyperparameterError, UnknownModelError
 
-from .calibration import calibrate_training_run, describe
+from .calibration import calibrate_checkpoint, calibrate_training_run, describe
 from .checkpoint import (
     FUSION_BRANCHES,
     CheckpointSaver,
@@ -403,10 +403,16 @@ class _Run:
         return stopped_early
 
     def calibrate(self) -> None:
-        """Fit the best checkpoint's temperature on the validation batches (rank 0's share under DDP) and
-        store it there (engine.calibration); one line says how much it changed the NLL and the ECE."""
-        calib = calibrate_training_run(self.saver.best, self.data.val, self.data.eval_transform, self.device,
-                                       split=self.cfg.val_split, max_batches=self.cfg.max_eval_batches)
+        """Fit the best checkpoint's temperature on the whole validation split and store it there
+        (engine.calibration); one line says how much it changed the NLL and the ECE. One process reuses the
+        validation batches it holds; under DDP they are a shard, so rank 0 reads the whole split again."""
+        cfg = self.cfg
+        if self.dist.enabled and self.saver.best.is_file():
+            calib = calibrate_checkpoint(self.saver.best, crops_dir=cfg.crops_dir, data_dir=cfg.data_dir,
+                                         split=cfg.val_split, device=self.device)
+        else:
+            calib = calibrate_training_run(self.saver.best, self.data.val, self.data.eval_transform, self.device,
+                                           split=cfg.val_split, max_batches=cfg.max_eval_batches)
         if calib is None:
             _say(self.cfg, self.dist, f"[{self.cfg.name}] temperature not fitted: no validation hands")
         else:

@@ -243,3 +243,6 @@ def test_two_process_ddp_on_cpu(tmp_path, synth_crops, model, batch):
     preds = predict_checkpoint(out / f"{model}.last.pt", table, split="val")
     assert ck["history"][-1]["val_acc"] == pytest.approx(float((preds.y_pred == preds.y_true).mean()))
     assert sorted(p.name for p in out.iterdir()) == [f"{model}.last.pt", f"{model}.pt"]
+    # the temperature was fitted on the whole validation split, not on rank 0's shard
+    n_val = len(predict_checkpoint(out / f"{model}.pt", table, split="val"))
+    assert load_checkpoint(out / f"{model}.pt")["calibration"]["n"] == n_val
