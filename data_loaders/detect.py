@@ -40,10 +40,10 @@ MIN_HAND_SIZE_PX = 4.0
 MAX_OUTSIDE_SHARE = 0.25
 #: Frame interval assumed for video-mode timestamps when the caller gives none (~30 frames/s).
 DEFAULT_FRAME_MS = 33
-#: Native log lines MediaPipe/TFLite print on every start, which say nothing to a user (replayed otherwise).
+#: Native log lines MediaPipe/TFLite print when a graph starts or first meets a hand (any frame, not only the
+#: first), which say nothing to a user; every other line is replayed.
 _CHATTER = re.compile(r"Created TensorFlow Lite XNNPACK delegate|All log messages before absl::InitializeLog"
                       r"|inference_feedback_manager\.cc|landmark_projection_calculator\.cc|gl_context")
-_STDERR_LOCK = threading.Lock()  # fd 2 is process-wide: one redirection at a time
 
 
 class DetectorUnavailable(UserFacingError):
@@ -110,32 +110,65 @@ def import_mediapipe(version: tuple[int, ...] = tuple(sys.version_info[:3])):
                                   "this project: run `uv sync` (Python 3.10-3.12)") from None
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
-    """Hold back what native code writes to fd 2 meanwhile; replay every line but MediaPipe's start-up chatter.
+class _NativeStderrFilter:
+    """Hold back what native code writes to fd 2 while a detector runs; replay every line but MediaPipe's chatter.
 
-    Real errors still reach the user; a redirection that cannot be set up is skipped (nothing is lost).
+    fd 2 is process-wide, so this is shared and counted: the first of several overlapping calls (detectors on
+    other threads) redirects fd 2 to a temporary file (one, reused), the last restores it and replays what was
+    kept. Python
+    writes to standard error meanwhile are held and replayed too, never lost; a redirection that cannot be set
+    up is skipped (then the chatter shows, nothing else changes).
     """
-    with _STDERR_LOCK, tempfile.TemporaryFile() as tmp:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):
-            yield
-            return
-        os.dup2(tmp.fileno(), 2)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: int | None = None
+        self._tmp = None
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        entered = self._enter()
         try:
             yield
         finally:
+            if entered:
+                self._leave()
+
+    def _enter(self) -> bool:
+        with self._lock:
+            if self._users == 0:
+                try:
+                    sys.stderr.flush()
+                    if self._tmp is None:
+                        self._tmp = tempfile.TemporaryFile()  # noqa: SIM115 -- kept open, reused per call
+                    self._saved = os.dup(2)
+                except (OSError, ValueError, AttributeError, TypeError):
+                    return False
+                os.dup2(self._tmp.fileno(), 2)
+            self._users += 1
+            return True
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users:
+                return
             with contextlib.suppress(Exception):
                 sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            kept = [ln for ln in tmp.read().decode("utf-8", "replace").splitlines()
-                    if ln.strip() and not _CHATTER.search(ln)]
-            if kept:
-                print("\n".join(kept), file=sys.stderr)
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            self._saved = None
+            self._tmp.seek(0)
+            text = self._tmp.read().decode("utf-8", "replace")
+            self._tmp.seek(0)
+            self._tmp.truncate()
+        kept = [ln for ln in text.splitlines() if ln.strip() and not _CHATTER.search(ln)]
+        if kept:
+            print("\n".join(kept), file=sys.stderr)
+
+
+_QUIET = _NativeStderrFilter()
 
 
 def own_handedness(mediapipe_label: str, mirrored: bool) -> str:
@@ -224,7 +257,7 @@ class HandDetector:
     def __init__(self, config: DetectorConfig = DetectorConfig()) -> None:
         self.config = config
         mp = import_mediapipe()
-        with _quiet_native_stderr():
+        with _QUIET.hold():
             self._backend = (_Tasks if config.hand_model else _Legacy)(mp, config)
         self._frames = 0
         self._last_ts = -1
@@ -242,7 +275,7 @@ class HandDetector:
             raise ValueError(f"detect() expects an (H, W, 3) uint8 RGB array, got {rgb.dtype} {rgb.shape}")
         ts = self._frames * DEFAULT_FRAME_MS if timestamp_ms is None else int(timestamp_ms)
         ts = max(ts, self._last_ts + 1)  # MediaPipe refuses timestamps that do not increase
-        with _quiet_native_stderr() if self._frames == 0 else contextlib.nullcontext():
+        with _QUIET.hold():  # every call: MediaPipe's chatter also comes when a hand first appears
             raw = self._backend(np.ascontiguousarray(rgb), ts)
         self._frames, self._last_ts = self._frames + 1, ts
         wh = (rgb.shape[1], rgb.shape[0])
@@ -261,7 +294,7 @@ class HandDetector:
             self._backend.close()
             self._backend = None
 
-    def __enter__(self) -> HandDetector:
+    def __enter__(self) -> HandDetector:  # noqa: PYI034 -- typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc) -> None:

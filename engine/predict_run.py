@@ -29,7 +29,7 @@ from common.files import atomic_open
 
 from .draw import draw_hands
 from .predictor import GesturePredictor, Hand
-from .sources import Frame, Source, camera_source, expand_inputs, read_frames, video_info
+from .sources import Frame, Source, VideoFile, camera_source, expand_inputs, read_frames
 
 MODES = ("auto", "static", "video")
 EXIT_OK, EXIT_SOME_UNREADABLE, EXIT_NOTHING_READ, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -48,6 +48,7 @@ class RunSummary:
     hands: int = 0
     no_hand_frames: int = 0
     unreadable: list[str] = field(default_factory=list)
+    stopped_early: list[str] = field(default_factory=list)  # videos whose frames ran out before their count
     ignored: int = 0
     labels: Counter = field(default_factory=Counter)
     seconds: float = 0.0  # detection + classification
@@ -56,6 +57,7 @@ class RunSummary:
     def lines(self) -> list[str]:
         out = [f"{self.frames} frames ({self.images} images, {self.videos} videos/streams), {self.hands} hands, "
                f"{self.no_hand_frames} frames with no hand, {len(self.unreadable)} unreadable files"
+               + (f", {len(self.stopped_early)} videos stopped early" if self.stopped_early else "")
                + (f", {self.ignored} other files ignored" if self.ignored else "")
                + (" (interrupted)" if self.interrupted else "")]
         if self.labels:
@@ -190,34 +192,42 @@ def check_save_targets(sources: Sequence[Source], save: Path) -> None:
             raise UsageError(f"--save {save}: would overwrite the input {s.path}; choose another folder")
 
 
-def _timed_predict(predictor: GesturePredictor, rgb: Any, detector: Any, summary: RunSummary) -> list[Hand]:
+def _timed_predict(predictor: GesturePredictor, rgb: Any, detector: Any, summary: RunSummary,
+                   path: Path | None = None) -> list[Hand]:
+    """``predictor.predict`` timed into the summary; ``path``: the image file ``rgb`` was read from."""
     t0 = time.perf_counter()
-    hands = predictor.predict(rgb, detector=detector)
+    hands = predictor.predict(rgb, detector=detector, path=path)
     summary.seconds += time.perf_counter() - t0
     return hands
 
 
 def _image(source: Source, predictor: GesturePredictor, dets: Detectors, out: Outputs, summary: RunSummary) -> None:
     frame = next(read_frames(source))
-    hands = _timed_predict(predictor, frame.rgb, dets.images, summary)
+    hands = _timed_predict(predictor, frame.rgb, dets.images, summary, path=source.path)
     summary.images += 1
     out.emit(source, 0, hands, summary)
     out.save_image(source, frame, hands)
 
 
 def _video(source: Source, predictor: GesturePredictor, dets: Detectors, out: Outputs, summary: RunSummary) -> None:
+    """Every frame of a video file (opened once), tracked by a fresh detector; one warning naming the file
+    when its frames run out before the container's frame count (counted in the summary)."""
     from tqdm import tqdm
 
-    total, fps = video_info(source.path)
-    bar = tqdm(total=total or None, desc=source.path.name, unit="frame", leave=False, file=out.err,
-               disable=None if out.progress else True)
-    with bar, dets.stream() as det, out.video(source, fps) as sink:
-        for frame in read_frames(source):
-            hands = _timed_predict(predictor, frame.rgb, det, summary)
-            out.emit(source, frame.index, hands, summary)
-            if sink is not None:
-                sink.write(draw_hands(frame.rgb, hands))
-            bar.update()
+    with VideoFile(source) as video:
+        bar = tqdm(total=video.total or None, desc=source.path.name, unit="frame", leave=False, file=out.err,
+                   disable=None if out.progress else True)
+        with bar, dets.stream() as det, out.video(source, video.fps) as sink:
+            for frame in video.frames():
+                hands = _timed_predict(predictor, frame.rgb, det, summary)
+                out.emit(source, frame.index, hands, summary)
+                if sink is not None:
+                    sink.write(draw_hands(frame.rgb, hands))
+                bar.update()
+        if video.stopped_early:
+            summary.stopped_early.append(str(source.path))
+            out.say(f"warning: {source.path}: video {video.stopped_early} (truncated or damaged?); "
+                    "the frames before were predicted")
     summary.videos += 1
 
 

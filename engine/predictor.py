@@ -4,10 +4,13 @@
 ``classify(image, hands)`` scores given boxes/landmarks without a detector (and without labels). The
 inputs are rebuilt exactly as in training: the crop is the square :func:`~data_loaders.crop.square_box`
 around the hand's box cut with :func:`~data_loaders.crop.cut_square` (the checkpoint's crop size, box scale
-and fill), landmarks are normalised with the checkpoint's ``landmark_norm``, and
-``BatchTransform(landmark_norm, image_size, None)`` resizes and normalises the batch. A checkpoint whose
-preprocessing this code cannot reproduce is refused (:class:`CheckpointMismatchError`, one line naming it)
-rather than scored on inputs it never saw.
+and fill), then taken through the crop step's JPEG (quality :data:`~data_loaders.crop.JPEG_QUALITY`) and read
+back as :func:`~data_loaders.batches.load_crop` reads a crop file (resized to the model's image size with
+PIL's bilinear filter when it differs); a file is decoded as the crop step decodes it (a JPEG drafted to the
+smallest scale that still gives every square its crop size). Landmarks are normalised with the checkpoint's
+``landmark_norm``, and ``BatchTransform(landmark_norm, image_size, None)`` normalises the batch. A checkpoint
+whose preprocessing this code cannot reproduce is refused (:class:`CheckpointMismatchError`, one line naming
+it) rather than scored on inputs it never saw.
 
 Probabilities are ``softmax(logits / T)`` with the checkpoint's fitted temperature ``T``
 (``ckpt["calibration"]["temperature"]``, 1 when uncalibrated). A hand whose best probability is below
@@ -16,6 +19,7 @@ model (note ``"no landmarks"``), while fusion scores it on its image branch (``h
 """
 from __future__ import annotations
 
+import io
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -29,7 +33,8 @@ from PIL import Image, ImageOps
 
 from common.errors import CheckpointMismatchError, UsageError, UserFacingError
 from data_loaders.augment import IMAGENET_MEAN, IMAGENET_STD, BatchTransform
-from data_loaders.crop import DEFAULT_BOX_SCALE, DEFAULT_SIZE, FILL, RESAMPLE, cut_square, square_box
+from data_loaders.batches import load_crop
+from data_loaders.crop import FILL, JPEG_QUALITY, RESAMPLE, cut_square, draft_request, square_box
 from data_loaders.hand_graph import NUM_NODES
 from data_loaders.images import open_rgb
 from data_loaders.landmarks import METHODS, normalize_landmarks
@@ -100,9 +105,10 @@ class InputSpec:
     inputs: tuple[str, ...]
     image_size: int | None
     landmark_norm: str
-    crop_size: int
-    box_scale: float
+    crop_size: int | None  # None only for landmark models, which cut no crop
+    box_scale: float | None
     fill: int
+    quality: int  # JPEG quality the crop step saved the training crops with
     box_source: str
     box_model: dict | None
 
@@ -123,8 +129,9 @@ def input_spec(pre: dict, path: str | Path) -> InputSpec:
         raise refuse(f"landmark_norm {pre.get('landmark_norm')!r} (known: {', '.join(METHODS)})")
     crop = dict(pre.get("crop") or {})
     spec = InputSpec(inputs=inputs, image_size=pre.get("image_size"), landmark_norm=pre.get("landmark_norm"),
-                     crop_size=crop.get("size") or DEFAULT_SIZE, box_scale=crop.get("box_scale") or DEFAULT_BOX_SCALE,
+                     crop_size=crop.get("size"), box_scale=crop.get("box_scale"),
                      fill=FILL if crop.get("fill") is None else crop["fill"],
+                     quality=JPEG_QUALITY if crop.get("quality") is None else int(crop["quality"]),
                      box_source=crop.get("box_source") or "annotation", box_model=crop.get("box_model"))
     if "image" in inputs:
         _check_image_preprocessing(spec, pre, crop, refuse)
@@ -150,25 +157,65 @@ def _check_image_preprocessing(spec: InputSpec, pre: dict, crop: dict, refuse: C
         have = pre.get(key)
         if have is not None and not np.allclose(have, want):
             raise refuse(f"image {key} {list(have)} (this code normalises with ImageNet's {list(want)})")
-    if not (isinstance(spec.crop_size, int) and spec.crop_size > 0 and spec.box_scale > 0):
+    unknown = [k for k in ("size", "box_scale") if crop.get(k) is None]
+    if unknown:  # a guess would score crops unlike its training crops without a word
+        raise refuse(f"image model whose preprocessing['crop'] does not record {' and '.join(unknown)} "
+                     "(how its training crops were cut)")
+    if not (isinstance(spec.crop_size, int) and spec.crop_size > 0 and isinstance(spec.box_scale, (int, float))
+            and spec.box_scale > 0):
         raise refuse(f"crop size {spec.crop_size!r}, box_scale {spec.box_scale!r}")
 
 
 def as_rgb_image(image: Any) -> Image.Image:
     """An RGB PIL image from a path (EXIF orientation applied), a PIL image (EXIF applied unless it came
-    from :func:`~data_loaders.images.open_rgb`, which already did) or an ``(H, W, 3)`` uint8 RGB array."""
+    from :func:`~data_loaders.images.open_rgb`, which already did) or an ``(H, W, 3)`` uint8 RGB array.
+    Its ``info`` describes its pixels (see :func:`with_true_geometry`)."""
     if isinstance(image, (str, Path)):
         return open_rgb(image)
     if isinstance(image, Image.Image):
         if "original_size" not in image.info:  # not from open_rgb: apply the EXIF orientation here
             image = ImageOps.exif_transpose(image)
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return with_true_geometry(image if image.mode == "RGB" else image.convert("RGB"))
     a = np.asarray(image)
     if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
         raise UsageError(f"an image array must be (H, W, 3) uint8 RGB, got {a.shape} {a.dtype}")
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     return Image.fromarray(np.ascontiguousarray(a[:, :, :3]), "RGB")
+
+
+def geometry_is_true(img: Image.Image) -> bool:
+    """Whether ``img.info``'s ``original_size`` and ``scale`` (what :func:`~data_loaders.images.open_rgb`
+    records) describe ``img.size`` to a pixel. A caller who resized or cropped the image kept them (PIL copies
+    ``info``), and then they are stale. A drafted JPEG's decoded size is the original size times the draft's
+    power of two to a pixel (its recorded scale is one axis's exact ratio), so that factor is tried too."""
+    info = img.info
+    if "original_size" not in info and "scale" not in info:
+        return True
+    try:
+        orig = tuple(float(v) for v in info["original_size"])
+        scale = float(info.get("scale", 1.0))
+        if len(orig) != 2 or not (math.isfinite(scale) and scale > 0):
+            return False
+    except (KeyError, TypeError, ValueError):
+        return False
+    return any(all(abs(o * f - n) <= 1 for o, n in zip(orig, img.size))
+               for f in (scale, 2.0 ** round(math.log2(scale))))
+
+
+def with_true_geometry(img: Image.Image) -> Image.Image:
+    """``img``, or when its recorded geometry is stale (:func:`geometry_is_true`) a copy whose ``info`` says
+    the pixels are the whole picture at scale 1 (boxes are normalised: they still fall on the same hands)."""
+    if geometry_is_true(img):
+        return img
+    out = img.copy()
+    out.info.update(original_size=img.size, scale=1.0)
+    return out
+
+
+def image_wh(img: Image.Image) -> tuple[int, int]:
+    """The full picture's ``(w, h)`` that normalised boxes and landmarks refer to."""
+    return tuple(img.info["original_size"]) if "original_size" in img.info and geometry_is_true(img) else img.size
 
 
 def usable_landmarks(hand: HandInput) -> bool:
@@ -222,16 +269,32 @@ def onnx_file_for(checkpoint: Path, onnx_path: str | Path | None) -> Path:
     if not path.is_file():
         raise UserFacingError(f"{path}: ONNX model not found; make it with `hand-gestures export --model {checkpoint}`"
                               + (" or pass --onnx PATH" if onnx_path is None else ""))
-    if checkpoint.suffix != ".onnx" and checkpoint.is_file() and checkpoint.stat().st_mtime > path.stat().st_mtime:
-        log.warning("%s is older than %s (recalibrated or retrained?): `hand-gestures export --model %s` "
-                    "brings it up to date", path, checkpoint, checkpoint)
     return path
+
+
+def warn_if_stale(onnx: Path, recorded_sha256: str, checkpoint: Path) -> None:
+    """One warning when ``checkpoint`` is not the file ``onnx`` was exported from (its sha256, recorded at
+    export, differs: recalibrated or retrained since). Nothing to compare when the checkpoint is absent."""
+    if checkpoint.suffix == ".onnx" or not checkpoint.is_file():
+        return
+    from .export import file_sha256
+
+    if recorded_sha256 != file_sha256(checkpoint):
+        log.warning("%s was not exported from the current %s (recalibrated or retrained since?): "
+                    "`hand-gestures export --model %s` brings it up to date", onnx, checkpoint, checkpoint)
 
 
 def checked_temperature(t: Any, path: str | Path) -> float:
     if not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
         raise CheckpointMismatchError(f"{path}: calibration temperature must be a finite number > 0, got {t!r}")
     return float(t)
+
+
+def _path_of(image: Any, path: str | Path | None) -> Path | None:
+    """The file the image came from (``path``, or the image argument when it is a path), else None."""
+    if path is not None:
+        return Path(path)
+    return Path(image) if isinstance(image, (str, Path)) else None
 
 
 class GesturePredictor:
@@ -280,6 +343,7 @@ class GesturePredictor:
 
             onnx = onnx_file_for(path, onnx_path)
             clf = OnnxClassifier(onnx)
+            warn_if_stale(onnx, clf.checkpoint_sha256, path)
             return cls(OnnxLogits(clf), class_names=clf.class_names, model_name=clf.model_name,
                        preprocessing=clf.preprocessing, temperature=clf.temperature, source=onnx, **kw)
         from .checkpoint import checkpoint_temperature, load_model
@@ -319,18 +383,19 @@ class GesturePredictor:
         self.close()
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, image: Any, *, detector: Any = None) -> list[Hand]:
+    def predict(self, image: Any, *, detector: Any = None, path: str | Path | None = None) -> list[Hand]:
         """Detect and classify every hand in ``image`` (path, PIL image or ``(H, W, 3)`` uint8 RGB array),
-        top to bottom. ``detector`` overrides the predictor's own (e.g. one tracking detector per video)."""
+        top to bottom. ``detector`` overrides the predictor's own (e.g. one tracking detector per video);
+        ``path`` names the file an image object was read from (see :meth:`batch`; implied by a path)."""
         img = as_rgb_image(image)
         found = (detector or self.detector).detect(np.asarray(img))
-        return self.classify(img, [self.hand_input(d, img) for d in found])
+        return self._classify(img, [self.hand_input(d, img) for d in found], _path_of(image, path))
 
     def hand_input(self, det: Any, img: Image.Image) -> HandInput:
         """A detected hand (anything with ``box``, ``landmarks``, ``handedness``, ``handedness_score``,
         ``landmarks_ok``) as this model's input: its box is the detector's (the default box model) or, for a
         checkpoint whose crops were centred on landmark boxes of a recorded box model, that model's."""
-        box, wh = det.box, img.info.get("original_size", img.size)
+        box, wh = det.box, image_wh(img)
         if self.spec.box_source == "landmarks" and self.spec.box_model and det.landmarks_ok:
             from data_loaders.box_model import BoxModel, landmark_box
 
@@ -340,31 +405,36 @@ class GesturePredictor:
         return HandInput(box=box, landmarks=det.landmarks, handedness=det.handedness,
                          handedness_score=det.handedness_score, landmarks_ok=det.landmarks_ok)
 
-    _hand_input = hand_input  # the name engine/end_to_end.py calls (to be switched to hand_input)
+    def classify(self, image: Any, hands: Sequence[HandInput], *, path: str | Path | None = None) -> list[Hand]:
+        """Classify given hands of ``image`` (no detector, no labels); one :class:`Hand` per input, in order.
+        ``path``: as for :meth:`predict`."""
+        return self._classify(as_rgb_image(image), hands, _path_of(image, path))
 
-    def classify(self, image: Any, hands: Sequence[HandInput]) -> list[Hand]:
-        """Classify given hands of ``image`` (no detector, no labels); one :class:`Hand` per input, in order."""
-        img = as_rgb_image(image)
+    def _classify(self, img: Image.Image, hands: Sequence[HandInput], path: Path | None) -> list[Hand]:
         hands = list(hands)
         boxes = [checked_box(h.box, i) for i, h in enumerate(hands)]
         usable = np.array([usable_landmarks(h) for h in hands], dtype=bool)
         scored = np.flatnonzero(usable) if self.spec.landmarks_only else np.arange(len(hands))
         probs = np.zeros((len(hands), len(self.class_names)))
         if len(scored):
-            batch = self.batch(img, [boxes[i] for i in scored], [hands[i].landmarks for i in scored], usable[scored])
+            batch = self.batch(img, [boxes[i] for i in scored], [hands[i].landmarks for i in scored], usable[scored],
+                               path=path)
             probs[scored] = softmax(self._logits(batch), self.temperature)
         done = set(scored.tolist())
         return [self._hand(i, h, boxes[i], probs[i], i in done, usable[i]) for i, h in enumerate(hands)]
 
-    def batch(self, img: Image.Image, boxes: Sequence[tuple], landmarks: Sequence, usable: np.ndarray) -> dict:
+    def batch(self, img: Image.Image, boxes: Sequence[tuple], landmarks: Sequence, usable: np.ndarray, *,
+              path: str | Path | None = None) -> dict:
         """The normalised model batch for these hands, built as training builds it: ``image`` for image models,
-        ``landmarks`` and ``has_landmarks`` for landmark models (fusion: all three)."""
-        spec, wh = self.spec, img.info.get("original_size", img.size)
+        ``landmarks`` and ``has_landmarks`` for landmark models (fusion: all three). ``path``: the file ``img``
+        was read from, decoded again as the crop step decodes it when that differs (a drafted JPEG)."""
+        img = with_true_geometry(img)
+        spec, wh = self.spec, image_wh(img)
         raw: dict[str, torch.Tensor] = {}
         if "image" in spec.inputs:
-            crops = [np.asarray(cut_square(img, square_box(b, wh, spec.box_scale), spec.crop_size, spec.fill))
-                     for b in boxes]
-            raw["image"] = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+            squares = [square_box(b, wh, spec.box_scale) for b in boxes]
+            src = self._crop_source(img, wh, squares, path)
+            raw["image"] = torch.from_numpy(np.stack([self._training_crop(src, sq) for sq in squares]))
         if "landmarks" in spec.inputs:
             lm = np.zeros((len(boxes), NUM_NODES, 2), dtype=np.float32)
             if usable.any():
@@ -375,6 +445,25 @@ class GesturePredictor:
             raw["landmarks"] = torch.from_numpy(lm)
             raw["has_landmarks"] = torch.from_numpy(np.asarray(usable, dtype=bool))
         return self._transform(raw, train=False)
+
+    def _crop_source(self, img: Image.Image, wh: tuple[int, int], squares: Sequence[tuple], path: Path | None):
+        """The picture the crop step would cut these squares from: ``img``, or for a file the JPEG decode
+        drafted to the smallest scale that still gives every square ``crop_size`` pixels
+        (:func:`~data_loaders.crop.draft_request`, as ``hand-gestures crop`` asks for it)."""
+        want = draft_request(wh, (sq[2] for sq in squares), self.spec.crop_size) if path is not None else None
+        if want is None:
+            return img
+        drafted = open_rgb(path, draft_to=want)
+        return drafted if tuple(drafted.info["original_size"]) == tuple(wh) else img  # the file changed: keep img
+
+    def _training_crop(self, img: Image.Image, square: tuple[int, int, int]) -> np.ndarray:
+        """One ``(3, S, S)`` uint8 crop exactly as training read it: cut, saved as the crop step's JPEG, read
+        back by :func:`~data_loaders.batches.load_crop` (resized with PIL when the model's size differs)."""
+        spec = self.spec
+        buf = io.BytesIO()
+        cut_square(img, square, spec.crop_size, spec.fill).save(buf, format="JPEG", quality=spec.quality)
+        buf.seek(0)
+        return load_crop(buf, spec.image_size)  # type: ignore[arg-type] -- PIL reads file objects too
 
     def _hand(self, i: int, h: HandInput, box: tuple, p: np.ndarray, scored: bool, usable: bool) -> Hand:
         lm = None if h.landmarks is None else np.asarray(h.landmarks, dtype=np.float32)

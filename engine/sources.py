@@ -3,10 +3,17 @@
 :func:`expand_inputs` turns the command line's inputs into :class:`Source` items, in order (a folder's
 files sorted by path); :func:`read_frames` yields each source's frames as RGB. A file that cannot be read
 (a corrupt image, a video that does not open or yields no frame) raises :class:`DataError` naming it, so
-the caller can count it, say so in one line and go on with the rest.
+the caller can count it, say so in one line and go on with the rest. A video is opened once
+(:class:`VideoFile`: its header's frame count and rate, then its frames); one that ends before the frame
+count its container gives says so in :attr:`VideoFile.stopped_early`.
+
+FFmpeg's own messages ("moov atom not found", decoder complaints) are silenced: importing this module sets
+``OPENCV_FFMPEG_LOGLEVEL=-8`` (quiet) unless the environment already sets it; OpenCV reads it when the
+process first opens or writes a video file. The one-line messages here say what went wrong instead.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +28,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 #: Frame rate assumed when a video does not say its own (for --save and the summary only).
 DEFAULT_FPS = 30.0
+#: FFmpeg's log level while OpenCV reads and writes videos: -8 = AV_LOG_QUIET.
+FFMPEG_LOGLEVEL = "-8"
+
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_LOGLEVEL)  # before OpenCV first starts FFmpeg
 
 
 @dataclass(frozen=True)
@@ -128,39 +139,54 @@ def _bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame[:, :, 2::-1]) if frame.ndim == 3 else np.repeat(frame[:, :, None], 3, 2)
 
 
-def video_info(path: Path) -> tuple[int, float]:
-    """``(frame count or 0 when unknown, fps)`` from the container header."""
-    import cv2
+class VideoFile:
+    """A video file opened once: ``total`` (the container's frame count, 0 when it gives none) and ``fps``
+    from its header, then :meth:`frames`. A context manager; :class:`DataError` naming the file when it does
+    not open. After the frames, ``read`` is how many came and :attr:`stopped_early` says whether that is
+    fewer than the container promised (a truncated or damaged file)."""
 
-    cap = cv2.VideoCapture(str(path))
-    try:
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) if cap.isOpened() else 0.0
-    finally:
-        cap.release()
-    return max(n, 0), fps if fps > 0 else DEFAULT_FPS
+    def __init__(self, source: Source) -> None:
+        import cv2
+
+        self.source, self.read = source, 0
+        self._cap = cv2.VideoCapture(str(source.path))
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise DataError(source.path, "cannot open video (unsupported codec or container, or not a video)")
+        self.total = max(int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0)
+        self.fps = fps if fps > 0 else DEFAULT_FPS
+
+    def frames(self) -> Iterator[Frame]:
+        """Every frame, in order, as RGB with its index; :class:`DataError` when there is not even one."""
+        while True:
+            ok, frame = self._cap.read()
+            if not ok or frame is None:
+                break
+            yield Frame(self.source, _bgr_to_rgb(frame), index=self.read, fps=self.fps)
+            self.read += 1
+        if self.read == 0:
+            raise DataError(self.source.path, "video yields no frame (unsupported codec, or empty)")
+
+    @property
+    def stopped_early(self) -> str | None:
+        """``"stopped at frame i of n"`` when the frames ran out before the container's count, else None."""
+        return f"stopped at frame {self.read} of {self.total}" if 0 < self.read < self.total else None
+
+    def close(self) -> None:
+        self._cap.release()
+
+    def __enter__(self) -> VideoFile:  # noqa: PYI034 -- typing.Self needs Python 3.11
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def video_frames(source: Source) -> Iterator[Frame]:
     """Every frame of a video file, in order, with its index and the video's fps."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(source.path))
-    try:
-        if not cap.isOpened():
-            raise DataError(source.path, "cannot open video (unsupported codec or container, or not a video)")
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) or DEFAULT_FPS
-        i = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                break
-            yield Frame(source, _bgr_to_rgb(frame), index=i, fps=fps)
-            i += 1
-        if i == 0:
-            raise DataError(source.path, "video yields no frame (unsupported codec, or empty)")
-    finally:
-        cap.release()
+    with VideoFile(source) as video:
+        yield from video.frames()
 
 
 def camera_frames(source: Source) -> Iterator[Frame]:

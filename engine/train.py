@@ -232,7 +232,7 @@ def _crop_settings(crop_info: dict) -> dict:
     """What a checkpoint records of its crops (``preprocessing["crop"]``), so prediction can cut the same
     squares: pixel settings and the box they were centred on (crop folders older than ``box_source``
     were all cut around the annotated box), with the box model when it was landmark-derived."""
-    crop = {k: crop_info.get(k) for k in ("size", "box_scale", "fill", "resample")}
+    crop = {k: crop_info.get(k) for k in ("size", "box_scale", "fill", "resample", "quality")}
     crop["box_source"] = crop_info.get("box_source") or "annotation"
     if crop_info.get("box_model") is not None:
         crop["box_model"] = crop_info["box_model"]

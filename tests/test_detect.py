@@ -201,3 +201,20 @@ def test_crop_around_landmark_boxes(tmp_path, root):
     assert len(read_manifest(out / "manifest.jsonl")) == 9
     with pytest.raises(UsageError, match="--box-source"):
         crop_dataset(root, out, class_set=cs, box_source="face")
+
+
+def test_native_chatter_is_dropped_and_everything_else_replayed(capfd):
+    """What native code writes to fd 2 during a detector call: MediaPipe's chatter goes, any other line is
+    kept (after the call), also from overlapping calls (one redirection, restored when the last ends)."""
+    import os
+
+    quiet = detect_mod._NativeStderrFilter()
+    for _ in range(2):  # the temporary file is reused: nothing is replayed twice
+        with quiet.hold():
+            os.write(2, b"W0000 landmark_projection_calculator.cc:186] Using NORM_RECT without IMAGE_DIMENSIONS\n")
+            with quiet.hold():
+                os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nE0000 a real error\n")
+            os.write(2, b"W0000 inference_feedback_manager.cc:114] Feedback manager requires a model\n")
+            assert capfd.readouterr().err == ""  # held back while a call runs
+        os.write(2, b"after\n")
+        assert capfd.readouterr().err.splitlines() == ["E0000 a real error", "after"]

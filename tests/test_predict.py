@@ -4,6 +4,8 @@ the answers is checked: the weights are random)."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -15,7 +17,8 @@ from PIL import Image
 from common.errors import CheckpointMismatchError, UserFacingError
 from data_loaders.images import open_rgb
 from engine.cli import main
-from engine.predictor import NOTE_IMAGE_ONLY, NOTE_NO_LANDMARKS, UNKNOWN, GesturePredictor, HandInput
+from engine.predictor import NOTE_IMAGE_ONLY, NOTE_NO_LANDMARKS, UNKNOWN, GesturePredictor, HandInput, geometry_is_true
+from engine.sources import Source, VideoFile  # imported here as `predict` imports it: before any video is opened
 
 #: The sample's known frame: a man raising his LEFT hand (viewer's right), one hand in the picture.
 ONE_HAND = "stop/0ae17593-07c9-4972-8d8a-6230a6f6a1db.jpg"
@@ -106,6 +109,14 @@ def test_reject_option_reports_unknown(random_checkpoints, detector, frames):
     for h in hands:
         assert h.label == UNKNOWN and h.probability < 1.0 and h.note
         assert h.top3[0][0] in p.class_names  # the best guess is still reported
+    # a threshold just below a hand's probability keeps its label; just above, it is rejected
+    for i, hand in enumerate(hands):
+        for threshold, kept in ((hand.probability - 1e-6, True), (hand.probability + 1e-6, False)):
+            with GesturePredictor.from_checkpoint(random_checkpoints["mlp"], detector=detector,
+                                                  min_confidence=threshold) as q:
+                h = q.predict(frames["two"])[i]
+            assert h.probability == pytest.approx(hand.probability)
+            assert (h.label == hand.top3[0][0]) is kept and (h.label == UNKNOWN) is not kept
 
 
 def test_hands_without_usable_landmarks(predictors, frames):
@@ -141,25 +152,51 @@ def test_classify_given_boxes_needs_no_detector_and_no_labels(random_checkpoints
     p.close()
 
 
-def test_batch_matches_training_inputs(predictors, frames):
-    """The image batch is the crop training would have made: square_box + cut_square, then BatchTransform."""
-    from data_loaders.augment import BatchTransform
-    from data_loaders.crop import DEFAULT_BOX_SCALE, cut_square, square_box
+def test_batch_matches_training_inputs(random_checkpoints, tmp_path):
+    """The image batch is, to the bit, what training read for the same hands: `hand-gestures crop`'s JPEG crops
+    (the decode drafted for a big square, black fill past the edge) read by load_crops (PIL's resize to 64 px
+    for the CNN) and normalised by BatchTransform."""
+    from hagrid_fixtures import ImageSpec, write_v2
 
-    p, img = predictors["resnet34"], open_rgb(frames["one"])
-    box = (0.62, 0.34, 0.1, 0.13)
-    batch = p.batch(img, [box], [None], np.array([False]))
-    crop = np.array(cut_square(img, square_box(box, img.size, DEFAULT_BOX_SCALE), 128))
-    raw = {"image": torch.from_numpy(crop).permute(2, 0, 1)[None].contiguous()}
-    want = BatchTransform("wrist", 128, None)(raw, train=False)["image"]
-    assert batch["image"].shape == (1, 3, 128, 128) and torch.allclose(batch["image"], want)
-    assert set(batch) == {"image"}
+    from data_loaders.augment import BatchTransform
+    from data_loaders.batches import load_crops
+    from data_loaders.classes import make_class_set
+    from data_loaders.crop import crop_dataset
+    from data_loaders.hand_table import HandTable
+    from data_loaders.manifest import read_manifest
+
+    specs = [ImageSpec(f"{c}-0000-0000-0000-00000000000{i}", c, "train", f"u{i}", [c], [box], [[]], size=wh)
+             for i, (c, box, wh) in enumerate([
+                 ("call", [0.2, 0.1, 0.5, 0.6], (640, 480)),  # a 432 px square: the crop step decodes at 1/2
+                 ("fist", [0.85, 0.7, 0.2, 0.35], (320, 240)),  # past the image's corner
+                 ("fist", [0.3, 0.3, 0.1, 0.15], (96, 72))])]  # a 16 px square, enlarged
+    root = write_v2(tmp_path / "v2", specs)
+    crop_dataset(root, tmp_path / "crops", class_set=make_class_set(("call", "fist")), workers=1, progress=False)
+    entries, table = read_manifest(tmp_path / "crops" / "manifest.jsonl"), HandTable.from_manifest(tmp_path / "crops")
+    assert [e["key"] for e in entries] == list(table.keys) and len(entries) == 3
+    for name, size in (("resnet34", 128), ("cnn", 64)):
+        p = GesturePredictor.from_checkpoint(random_checkpoints[name])
+        want = BatchTransform("wrist", size, None)({"image": load_crops(table, size)}, train=False)["image"]
+        for e, w in zip(entries, want):
+            img = open_rgb(e["image"])
+            got = p.batch(img, [e["bbox"]], [None], np.array([False]), path=e["image"])
+            assert set(got) == {"image"} and got["image"].shape == (1, 3, size, size)
+            assert torch.equal(got["image"][0], w), (name, e["key"])
+        # the big square's crop needs the crop step's drafted decode: without the file it is not the same
+        undrafted = p.batch(open_rgb(entries[0]["image"]), [entries[0]["bbox"]], [None], np.array([False]))
+        assert not torch.equal(undrafted["image"][0], want[0])
+    # (the CNN) classify() reads a file as the crop step does, whether given its path or its image and path
+    e, hand = entries[0], [HandInput(entries[0]["bbox"])]
+    by_path, by_image = p.classify(e["image"], hand), p.classify(open_rgb(e["image"]), hand, path=e["image"])
+    assert np.array_equal(by_path[0].probs, by_image[0].probs)
 
 
 @pytest.mark.parametrize("model,change,words", [
     ("mlp", {"landmark_norm": "palm"}, "landmark_norm 'palm'"),
     ("cnn", {"crop": {"box_source": "segmentation"}}, "box_source 'segmentation'"),
     ("cnn", {"image_size": None}, "image_size"),
+    ("cnn", {"crop": {"size": None}}, r"does not record size \("),
+    ("cnn", {"crop": {"box_scale": None}}, r"does not record box_scale \("),
 ])
 def test_checkpoint_whose_preprocessing_cannot_be_reproduced(random_checkpoints, tmp_path, model, change, words):
     ckpt = torch.load(random_checkpoints[model], weights_only=True)
@@ -170,6 +207,31 @@ def test_checkpoint_whose_preprocessing_cannot_be_reproduced(random_checkpoints,
     with pytest.raises(CheckpointMismatchError, match=words) as e:
         GesturePredictor.from_checkpoint(path)
     assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_landmark_checkpoint_needs_no_crop_settings(random_checkpoints, tmp_path):
+    """A landmark model cuts no crop: training without crops records none, and it still loads."""
+    ckpt = torch.load(random_checkpoints["mlp"], weights_only=True)
+    ckpt["preprocessing"]["crop"] = {"size": None, "box_scale": None, "fill": None, "resample": None}
+    torch.save(ckpt, tmp_path / "mlp.pt")
+    assert GesturePredictor.from_checkpoint(tmp_path / "mlp.pt").spec.landmarks_only
+
+
+def test_stale_original_size_of_a_resized_or_cut_image_is_not_used(random_checkpoints, frames):
+    """PIL keeps open_rgb's info (original_size, scale) through resize() and crop(): there it no longer
+    describes the pixels, and the image is scored as the plain array it is."""
+    cnn, mlp = (GesturePredictor.from_checkpoint(random_checkpoints[m]) for m in ("cnn", "mlp"))
+    img, drafted = open_rgb(frames["one"]), open_rgb(frames["one"], draft_to=(100, 100))
+    assert drafted.info["scale"] < 0.5 and geometry_is_true(drafted)  # a drafted decode is described
+    small, top = img.resize((img.width // 2, img.height // 2)), img.crop((0, 0, img.width, img.height // 2))
+    big = drafted.resize((300, 400))
+    assert small.info["original_size"] == top.info["original_size"] == big.info["original_size"] == img.size
+    assert not any(geometry_is_true(pic) for pic in (small, top, big))  # stale
+    box = HandInput((0.6, 0.3, 0.15, 0.3), landmarks=np.random.default_rng(0).uniform(0.3, 0.6, (21, 3)))
+    for p, pic in ((cnn, small), (cnn, big), (mlp, top)):
+        (stale,), (plain,) = p.classify(pic, [box]), p.classify(np.asarray(pic), [box])
+        assert np.array_equal(stale.probs, plain.probs)
+    assert pic.info["original_size"] == img.size  # the caller's image is left as it was
 
 
 def test_landmark_box_checkpoint_gets_the_box_of_its_recorded_box_model(random_checkpoints, detector, frames,
@@ -245,8 +307,14 @@ def test_cli_video_gives_every_frame_and_an_annotated_video(random_checkpoints, 
     one = np.asarray(open_rgb(frames["one"]))[:682]  # even sides: mp4v drops an odd row
     shifted = [np.roll(one, 4 * i, axis=1) for i in range(5)]  # five frames of a slowly moving hand
     video = write_video(tmp_path / "clip.mp4", shifted)
+    # frames come out in RGB: each channel is within mp4v's error of the picture's, far from the swapped one's
+    with VideoFile(Source("video", video, Path("clip.mp4"))) as v:
+        first = next(v.frames()).rgb.astype(int)
+    err = np.abs(first - shifted[0]).mean(axis=(0, 1))
+    swapped = np.abs(first - shifted[0][:, :, ::-1]).mean(axis=(0, 1))
+    assert err.max() < 6 and min(swapped[0], swapped[2]) > 3 * err.max(), (err, swapped)
     save = tmp_path / "saved"
-    rc = main(["predict", str(video), "--model", str(random_checkpoints["gcn"]), "--save", str(save),
+    rc = main(["predict", str(video), "--model", str(random_checkpoints["cnn"]), "--save", str(save),
                "--no-progress"])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
@@ -266,13 +334,35 @@ def test_cli_video_gives_every_frame_and_an_annotated_video(random_checkpoints, 
     assert not list(save.glob(".tmp-*"))
 
 
-def test_cli_video_that_does_not_open_is_named_and_the_rest_goes_on(random_checkpoints, frames, tmp_path, capsys):
+def test_cli_bad_and_truncated_videos_are_named_once_and_the_rest_goes_on(random_checkpoints, frames, tmp_path,
+                                                                          capfd):
+    """A file that is no video: one line, no FFmpeg noise ("moov atom not found") nor MediaPipe chatter on the
+    standard error. A video cut short (its header promises 5 frames): its frames are predicted, one warning
+    says where it stopped, the summary counts it."""
+    import cv2
+
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 64)
-    rc = main(["predict", str(bad), str(frames["one"]), "--model", str(random_checkpoints["mlp"]), "--no-progress"])
-    cap = capsys.readouterr()
+    small = np.asarray(open_rgb(frames["one"]).resize((256, 342)))
+    whole = tmp_path / "whole.avi"
+    vw = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (256, 342))
+    for i in range(5):
+        vw.write(np.ascontiguousarray(np.roll(small, 3 * i, axis=1)[:, :, ::-1]))
+    vw.release()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])  # the frame count sits in the header
+    rc = main(["predict", str(bad), str(cut), str(frames["one"]), "--model", str(random_checkpoints["mlp"]),
+               "--no-progress"])
+    cap = capfd.readouterr()
     assert rc == 1 and sum("bad.mp4" in line for line in cap.err.splitlines()) == 1
-    assert [r["source"] for r in json_lines(cap.out)] == [str(frames["one"])]
+    assert not re.search(r"moov atom|XNNPACK|inference_feedback|landmark_projection", cap.err), cap.err
+    recs = json_lines(cap.out)
+    read = [r["frame"] for r in recs if r["source"] == str(cut)]
+    assert 0 < len(read) < 5 and sorted(set(read)) == list(range(max(read) + 1))
+    (warning,) = [line for line in cap.err.splitlines() if "cut.avi" in line]
+    assert f"stopped at frame {max(read) + 1} of 5" in warning
+    assert "1 videos stopped early" in cap.err
+    assert recs[-1]["source"] == str(frames["one"])
 
 
 def test_cli_errors_are_one_line(random_checkpoints, tmp_path, capsys, monkeypatch):
@@ -291,14 +381,25 @@ def test_cli_errors_are_one_line(random_checkpoints, tmp_path, capsys, monkeypat
     assert err.startswith("error: ") and "display" in err and "Traceback" not in err
 
 
-def test_onnx_backend_gives_the_torch_probabilities(random_checkpoints, detector, frames, tmp_path):
+def test_onnx_backend_gives_the_torch_probabilities(random_checkpoints, detector, frames, tmp_path, caplog):
     from engine.export import export_checkpoint
 
     path = Path(shutil.copy(random_checkpoints["mlp"], tmp_path / "mlp.pt"))
     onnx = export_checkpoint(path).path
     torch_hands = GesturePredictor.from_checkpoint(path, detector=detector).predict(frames["two"])
-    for p in (GesturePredictor.from_checkpoint(path, backend="onnxruntime", detector=detector),
-              GesturePredictor.from_checkpoint(onnx, detector=detector)):
-        hands = p.predict(frames["two"])
-        assert [h.label for h in hands] == [h.label for h in torch_hands]
-        assert np.abs(np.stack([h.probs for h in hands]) - np.stack([h.probs for h in torch_hands])).max() < 1e-4
+    with caplog.at_level(logging.WARNING, logger="engine.predictor"):
+        for p in (GesturePredictor.from_checkpoint(path, backend="onnxruntime", detector=detector),
+                  GesturePredictor.from_checkpoint(onnx, detector=detector)):
+            hands = p.predict(frames["two"])
+            assert [h.label for h in hands] == [h.label for h in torch_hands]
+            assert np.abs(np.stack([h.probs for h in hands]) - np.stack([h.probs for h in torch_hands])).max() < 1e-4
+        assert not caplog.records  # exported from this very file
+        # the checkpoint changed since the export (e.g. recalibrated): one warning; absent: nothing to compare
+        ckpt = torch.load(path, weights_only=True)
+        ckpt["calibration"] = {"temperature": 2.0}
+        torch.save(ckpt, path)
+        GesturePredictor.from_checkpoint(path, backend="onnxruntime")
+        assert [r.getMessage().count("hand-gestures export --model") for r in caplog.records] == [1]
+        path.unlink()
+        GesturePredictor.from_checkpoint(path, backend="onnxruntime")
+        assert len(caplog.records) == 1
