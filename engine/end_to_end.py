@@ -35,7 +35,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +57,13 @@ from .checkpoint import load_checkpoint
 from .evaluate import find_checkpoints, row_labels
 from .metrics import mcnemar_test
 from .predictor import GesturePredictor, HandInput
+from .reporting.tables import (
+    END_TO_END_HEADERS,
+    END_TO_END_INTERVALS,
+    END_TO_END_MATCHING,
+    end_to_end_cells,
+    markdown_table,
+)
 
 __all__ = ["CACHE_DIRNAME", "DEFAULT_DETECTOR", "DEFAULT_IOU_THRESHOLD", "DetectionCache", "EndToEndResult",
            "cache_file", "greedy_match", "run_end_to_end", "wilson_interval"]
@@ -354,31 +360,7 @@ def model_row(m: _Model, y: np.ndarray, matched: np.ndarray) -> dict:
     return row
 
 
-def _ci(row: dict, key: str) -> str:
-    v = row[key]
-    if math.isnan(v):
-        return "n/a"
-    return f"{v:.3f} [{row[key + '_ci_low']:.3f}, {row[key + '_ci_high']:.3f}]"
-
-
-TABLE_HEADER = ("model", "hands", "detection recall", "end-to-end accuracy", "annotated-box accuracy",
-                "McNemar p (b / c)", "end-to-end on detected hands", "no landmarks (annotated / detected)")
-
-
-def _table_row(r: dict) -> tuple[str, ...]:
-    return (r["model"], str(r["n_hands"]), _ci(r, "detection_recall"), _ci(r, "e2e_accuracy"),
-            _ci(r, "annotated_accuracy"), f"{r['mcnemar_p']:.3g} ({r['mcnemar_b']} / {r['mcnemar_c']})",
-            _ci(r, "e2e_accuracy_detected"), f"{r['annotated_no_landmarks']} / {r['detected_no_landmarks']}")
-
-
 # --------------------------------------------------------------------------- result
-MATCHING_NOTE = ("Matching: greedy one-to-one by IoU between each detection's box (box model around its landmarks) "
-                 "and the annotated boxes of the frame (no_gesture boxes included), highest IoU first, "
-                 "IoU >= {iou:g}; a gesture hand left unmatched is an end-to-end error.")
-INTERVAL_NOTE = ("Intervals: 95% Wilson score. McNemar pairs the two paths on the same hands: b = right with "
-                 "the annotated box only, c = right end to end only.")
-
-
 @dataclass
 class EndToEndResult:
     """Per-model rows (see :func:`model_row`) and how they were obtained."""
@@ -410,8 +392,7 @@ class EndToEndResult:
                 f"detector run on {self.detected_now} frames, {self.n_frames - self.detected_now} from the cache")
 
     def _table(self) -> list[str]:
-        out = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
-        return out + ["| " + " | ".join(_table_row(r)) + " |" for r in self.rows]
+        return markdown_table(END_TO_END_HEADERS, [end_to_end_cells(r) for r in self.rows]).splitlines()
 
     def _unreadable_lines(self, limit: int | None) -> list[str]:
         if not self.unreadable:
@@ -426,13 +407,13 @@ class EndToEndResult:
         cfg = self.detector
         det = (f"detector: static image mode, max {cfg.max_num_hands} hands, model complexity {cfg.model_complexity}, "
                f"min detection confidence {cfg.min_detection_confidence:g}")
-        return ([self._summary(), det] + self._table() + [MATCHING_NOTE.format(iou=self.iou_threshold), INTERVAL_NOTE]
+        return ([self._summary(), det] + self._table() + [END_TO_END_MATCHING.format(iou=self.iou_threshold), END_TO_END_INTERVALS]
                 + self.notes + self._unreadable_lines(MAX_NAMED) + [f"wrote {p}" for p in self.written])
 
     def markdown(self) -> str:
         """The table and how it was made, for ``end_to_end.md``."""
         body = [f"# End-to-end accuracy ({self.split} split)", "", self._summary() + ".", "", *self._table(), "",
-                MATCHING_NOTE.format(iou=self.iou_threshold), "", INTERVAL_NOTE,
+                END_TO_END_MATCHING.format(iou=self.iou_threshold), "", END_TO_END_INTERVALS,
                 "", f"Detector: `{dataclasses.asdict(self.detector)}`."]
         extra = self.notes + self._unreadable_lines(None)
         return "\n".join(body + ([""] + extra if extra else [])) + "\n"
@@ -440,9 +421,10 @@ class EndToEndResult:
     def csv_text(self) -> str:
         buf = io.StringIO()
         if self.rows:
-            w = csv.DictWriter(buf, fieldnames=list(self.rows[0]), lineterminator="\n")
+            rows = [{**r, "split": self.split, "iou_threshold": self.iou_threshold} for r in self.rows]
+            w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
             w.writeheader()
-            w.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in self.rows)
+            w.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
         return buf.getvalue()
 
     def write(self, graphs_dir: str | Path) -> list[Path]:

@@ -22,6 +22,7 @@ Artefacts read (all optional)::
     orientation_pairs.png    within-pair confusion of the orientation pairs, per model
     model_comparison.png     accuracy / macro F1 with intervals per model
     calibration.csv          engine.metrics.CALIBRATION_FIELDS per model (ECE before/after T, reject option)
+    end_to_end.csv           engine.end_to_end rows: detection recall, end-to-end and annotated-box accuracy
     reliability.png          reliability diagram per model, before and after its temperature
     coverage.png             accuracy against coverage (the reject option), one line per model
 """
@@ -45,6 +46,9 @@ from engine.reporting import plots
 from engine.reporting.tables import (
     CALIBRATION_ALIGN,
     CALIBRATION_HEADERS,
+    END_TO_END_HEADERS,
+    END_TO_END_INTERVALS,
+    END_TO_END_MATCHING,
     MODEL_ORDER,
     PAIRWISE_ALIGN,
     PAIRWISE_HEADERS,
@@ -53,6 +57,7 @@ from engine.reporting.tables import (
     calibration_cells,
     calibration_explanation,
     csv_text,
+    end_to_end_cells,
     markdown_table,
     order_models,
     pairwise_cells,
@@ -503,6 +508,21 @@ def _section_calibration(r: _Report, g: Path, meta: dict) -> None:
     r.image(g / "coverage.png", "Accuracy against coverage")
 
 
+def _section_end_to_end(r: _Report, g: Path) -> None:
+    """What a user would see (``hand-gestures evaluate --end-to-end``), when ``end_to_end.csv`` exists."""
+    path = g / "end_to_end.csv"
+    if not path.is_file():
+        return
+    r.h(2, "8. End to end: detector, box model and classifier on full frames")
+    rows = r.artefact("End-to-end table", path, empty_ok=False)
+    if rows:
+        split, iou = rows[0].get("split") or "test", to_float(rows[0].get("iou_threshold"))
+        r.p(f"Every gesture hand of the {split} split: found by MediaPipe Hands on the full frame, boxed by the box "
+            "model, cropped and classified (end to end), beside the same model on the annotated box and landmarks. "
+            + END_TO_END_MATCHING.format(iou=0.5 if math.isnan(iou) else iou) + " " + END_TO_END_INTERVALS)
+        r.table(END_TO_END_HEADERS, [end_to_end_cells(row) for row in rows], ["l"] + ["r"] * 7)
+
+
 def _section_confusion(r: _Report, g: Path, models: list[str]) -> None:
     r.h(2, "4. Confusion matrices")
     if not models:
@@ -678,6 +698,7 @@ def build_report(
     _section_confused_pairs(r, g)
     _section_orientation(r, g)
     _section_calibration(r, g, meta)
+    _section_end_to_end(r, g)
 
     r.h(2, "Artefacts")
     r.p("Used: " + (", ".join(dict.fromkeys(r.used)) or "none") + ".")

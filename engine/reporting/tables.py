@@ -84,6 +84,25 @@ def format_ci(value, low, high, percent: bool = True, digits: int = 1) -> str:
     return f"{v * k:.{digits}f} [{lo * k:.{digits}f}, {hi * k:.{digits}f}]"
 
 
+END_TO_END_HEADERS = ("model", "hands", "detection recall", "end-to-end accuracy", "annotated-box accuracy",
+                      "McNemar p (b / c)", "end-to-end on detected hands", "no landmarks (annotated / detected)")
+END_TO_END_MATCHING = ("Matching: greedy one-to-one by IoU between each detection's box (box model around its "
+                       "landmarks) and the annotated boxes of the frame (no_gesture boxes included), highest IoU "
+                       "first, IoU >= {iou:g}; a gesture hand left unmatched is an end-to-end error.")
+END_TO_END_INTERVALS = ("Accuracies in %, with 95% Wilson score intervals. McNemar pairs the two paths on the same "
+                        "hands: b = right with the annotated box only, c = right end to end only.")
+
+
+def end_to_end_cells(row: Mapping) -> list[str]:
+    """One row of the end-to-end table (engine.end_to_end) from a result row or its line of end_to_end.csv."""
+    def ci(key: str) -> str:
+        return format_ci(row[key], row[key + "_ci_low"], row[key + "_ci_high"])
+
+    return [str(row["model"]), str(row["n_hands"]), ci("detection_recall"), ci("e2e_accuracy"),
+            ci("annotated_accuracy"), f"{format_p(row['mcnemar_p'])} ({row['mcnemar_b']} / {row['mcnemar_c']})",
+            ci("e2e_accuracy_detected"), f"{row['annotated_no_landmarks']} / {row['detected_no_landmarks']}"]
+
+
 def format_p(p) -> str:
     p = to_float(p)
     if math.isnan(p):
