@@ -104,13 +104,14 @@ def video_frames(path: Path):
         cap.release()
 
 
-def bench_detector(frames: list[np.ndarray], video: Path, reps: int) -> dict[str, float]:
-    """Median ms per frame: static mode over ``frames`` (``reps`` rounds), video mode over the video's frames."""
+def bench_detector(frames: list[np.ndarray], video: Path, reps: int, video_cfg: DetectorConfig) -> dict[str, float]:
+    """Median ms per frame: static mode over ``frames`` (``reps`` rounds), video mode (``video_cfg``) over the
+    video's frames."""
     with HandDetector(DetectorConfig()) as det:
         det.detect(frames[0])
         static = [median_ms(lambda f=f: det.detect(f), reps) for f in frames]
     clip = list(video_frames(video))
-    with HandDetector(DetectorConfig(static_image_mode=False)) as det:
+    with HandDetector(video_cfg) as det:
         det.detect(clip[0])
         times = []
         for f in clip:
@@ -148,9 +149,9 @@ def bench_classifier(pred: GesturePredictor, hands: list[tuple[np.ndarray, HandI
     return statistics.median(full), statistics.median(call)
 
 
-def bench_end_to_end(pred: GesturePredictor, video: Path) -> float:
+def bench_end_to_end(pred: GesturePredictor, video: Path, video_cfg: DetectorConfig) -> float:
     """Frames/s over the video: decode, detect (video mode, a fresh tracker), classify every hand found."""
-    with HandDetector(DetectorConfig(static_image_mode=False)) as det:
+    with HandDetector(video_cfg) as det:
         det.detect(np.zeros((64, 64, 3), np.uint8))  # MediaPipe's first call builds its graph: not timed
         n, t = 0, time.perf_counter()
         for rgb in video_frames(video):
@@ -171,7 +172,8 @@ def checkpoints(models_dir: Path | None, tmp: Path, models: Sequence[str]) -> tu
     return random_checkpoints(tmp, models, class_names=GESTURES_18), True
 
 
-def bench_model(name: str, ckpt: Path, hands, video: Path, reps: int, tmp: Path) -> list[dict]:
+def bench_model(name: str, ckpt: Path, hands, video: Path, reps: int, tmp: Path, video_cfg: DetectorConfig
+                ) -> list[dict]:
     """One row per backend: classify ms, model call ms, end-to-end frames/s."""
     from engine.export import export_checkpoint
 
@@ -180,7 +182,7 @@ def bench_model(name: str, ckpt: Path, hands, video: Path, reps: int, tmp: Path)
     for backend in ("torch", "onnxruntime"):
         pred = GesturePredictor.from_checkpoint(ckpt, backend=backend, onnx_path=onnx)
         classify_ms, call_ms = bench_classifier(pred, hands, reps)
-        fps = bench_end_to_end(pred, video)
+        fps = bench_end_to_end(pred, video, video_cfg)
         rows.append({"model": name, "backend": backend, "classify_ms": classify_ms, "model_call_ms": call_ms,
                      "frames_per_s": fps, "target": target(name, backend, fps)})
         print(f"{name:9s} {backend:12s} classify {classify_ms:7.2f} ms/hand (model call {call_ms:7.2f} ms), "
@@ -199,8 +201,10 @@ def target(model: str, backend: str, fps: float) -> str:
 def print_table(res: dict) -> None:
     det = res["detector_ms"]
     print()
-    print(f"detector (MediaPipe Hands, model complexity 1, max 2 hands): static image mode {det['static']:.1f} ms/frame; "
-          f"video (tracking) mode {det['video']:.1f} ms/frame (median over {det['video_frames']} frames)")
+    v = res["video_config"]
+    print(f"detector (MediaPipe Hands): static image mode (project defaults) {det['static']:.1f} ms/frame; video "
+          f"(tracking) mode, model complexity {v.model_complexity}, max {v.max_num_hands} hands, "
+          f"{det['video']:.1f} ms/frame (median over {det['video_frames']} frames)")
     print("| model | backend | classify ms/hand (with preprocessing) | model call ms | end-to-end frames/s "
           "(video mode) | target |")
     print("|---|---|---|---|---|---|")
@@ -221,6 +225,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions per frame (median)")
     ap.add_argument("--models", default=",".join(list_models()), help="comma-separated model names")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--max-hands", type=int, default=DetectorConfig.max_num_hands,
+                    help="video mode: hands tracked at most (MediaPipe runs palm detection on every frame while "
+                         "fewer are tracked, so 1 is much faster with one hand in view)")
+    ap.add_argument("--model-complexity", type=int, default=DetectorConfig.model_complexity, choices=(0, 1),
+                    help="video mode: 0 = lite landmark model")
     ap.add_argument("--quick", action="store_true",
                     help=f"a smoke run: {QUICK['frames']} frames, a {QUICK['video_frames']}-frame video, "
                          f"models {QUICK['models']} unless --models is given")
@@ -249,12 +258,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 f"{VIDEO_SHOTS} {VIDEO_CLASS} frames; {os.cpu_count()} CPUs, torch {torch.get_num_threads()} threads, "
                 f"load average {os.getloadavg()[0]:.1f} at the start (other jobs slow every figure)")
         print(note, flush=True)
-        res = {"detector_ms": bench_detector(frames, video, args.reps), "rows": [], "random": random, "note": note}
+        video_cfg = DetectorConfig(static_image_mode=False, max_num_hands=args.max_hands,
+                                   model_complexity=args.model_complexity)
+        res = {"detector_ms": bench_detector(frames, video, args.reps, video_cfg), "rows": [], "random": random,
+               "note": note, "video_config": video_cfg}
         print(f"detector: static {res['detector_ms']['static']:.1f} ms/frame, "
               f"video {res['detector_ms']['video']:.1f} ms/frame", flush=True)
         hands = detected_hands(frames)
         for name, ckpt in ckpts.items():
-            res["rows"] += bench_model(name, ckpt, hands, video, args.reps, tmp)
+            res["rows"] += bench_model(name, ckpt, hands, video, args.reps, tmp, video_cfg)
     print_table(res)
     return res
 
