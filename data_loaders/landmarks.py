@@ -12,8 +12,12 @@ and needs the box; keep it for reproduction only.
 
 Valid augmentations are horizontal flips (a mirrored left hand is a right hand
 with the same gesture), small rotations and scale jitter. Vertical flips and
-large rotations are not: peace/peace_inverted, stop/stop_inverted,
-two_up/two_up_inverted and like/dislike differ only by orientation.
+large rotations are not: like and dislike differ only by vertical orientation. The
+``*_inverted`` classes (stop, peace, two_up) are the back of the hand towards the camera,
+fingers still up, not the gesture upside down: in 2-D landmarks a right hand's back looks
+like a left hand's palm: handedness separates them (a horizontal flip swaps it), and
+until the models take it as an input they see only subtle cues, which the flip
+augmentation blurs further.
 """
 from __future__ import annotations
 
