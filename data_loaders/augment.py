@@ -2,7 +2,9 @@
 
 Orientation-safe: horizontal flips and small rotations only (a large rotation turns like into
 dislike). One flip, rotation and scale per hand applies to both its image and its landmarks, and
-the whole batch is transformed on its device in one go.
+the whole batch is transformed on its device in one go. A flip also negates the hand's ``handedness``
+(a mirrored right hand is a left hand): without that, a flipped right hand's back view would be a
+left hand's palm view labelled with the back-view class (``stop_inverted`` vs ``stop``).
 """
 from __future__ import annotations
 
@@ -52,7 +54,8 @@ class AugmentConfig:
 class BatchTransform:
     """Augment (training) and normalise a dict batch on its device.
 
-    One flip, rotation and scale per hand applies to both its image and its landmarks.
+    One flip, rotation and scale per hand applies to its image, its landmarks and its ``handedness``
+    (negated where flipped; 0, unknown, stays 0). Evaluation (``train=False``) changes none of them.
     """
 
     def __init__(self, landmark_norm: str, image_size: int | None, augment: AugmentConfig | None,
@@ -78,6 +81,9 @@ class BatchTransform:
             lm = transform_landmarks(batch["landmarks"], method=self.landmark_norm, flip=geom["flip"],
                                      theta=geom["theta"], scale=geom["scale"], noise=geom["noise"])
             batch["landmarks"] = torch.where(batch["has_landmarks"][:, None, None], lm, torch.zeros_like(lm))
+            if "handedness" in batch:
+                h = batch["handedness"]
+                batch["handedness"] = torch.where(geom["flip"], -h, h)
         if "image" in batch:
             batch["image"] = self._image(batch["image"], aug, geom)
         return batch

@@ -1,69 +1,47 @@
 """Batches for every model: one dict per batch (see docs/architecture.md).
 
-Two sources, one format:
+Three sources, one format (and the same batches, in the same order, for the same seed):
 
 * :class:`TensorBatches` indexes tensors already on the device. Landmarks
   (42 numbers a hand) always go this way, and so do crops when the whole split
   fits in memory (``uint8``; the demo and the sample do).
-* :func:`crop_loader` is a ``DataLoader`` over crop files for large datasets.
+* :class:`MemmapBatches` does the same for splits too large for memory, reading the crops from
+  their decoded on-disk cache (:mod:`data_loaders.crop_cache`: decoded once, memory-mapped).
+* :func:`crop_loader` is a ``DataLoader`` that decodes crop files every epoch (``decoded_cache=False``,
+  or a crops folder where the cache cannot be written).
 
-Both yield raw samples (``uint8`` images, normalised landmarks);
+All yield raw samples (``uint8`` images, normalised landmarks);
 :class:`BatchTransform` then augments and normalises the whole batch on the
 device, so a flip of the image and of its landmarks is one decision.
 """
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from common.errors import DataError
 
 from .classes import DEFAULT_CLASSES, ClassSet, make_class_set
-from .crop import repair_command
+from .crop_cache import decoded_crops, load_crop, table_repair_command
 from .hand_table import HandTable
-from .images import IMAGE_NOT_FOUND, open_rgb
 from .manifest import MANIFEST_NAME
 
 
 # --------------------------------------------------------------------------- #
 # raw per-hand fields
 # --------------------------------------------------------------------------- #
-def load_crop(path: str, size: int, repair: str | None = None) -> np.ndarray:
-    """Read one crop as ``(3, size, size)`` uint8.
-
-    A missing or damaged file is a :class:`DataError` naming it and ``repair``, the command that
-    rebuilds it (:func:`~data_loaders.crop.repair_command`; by default one for the crop's folder).
-    """
-    try:
-        im = open_rgb(path)
-    except DataError as e:
-        what = "crop file missing" if e.problem == IMAGE_NOT_FOUND else f"damaged crop ({e.problem})"
-        p = Path(path)
-        fix = repair or f"hand-gestures crop --data-dir <HaGRID root> --out {p.parents[min(2, len(p.parents) - 1)]}"
-        raise DataError(path, f"{what}: `{fix}` rebuilds missing and damaged crops and keeps the others") from None
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.BILINEAR)
-    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
-
-
-def _repair(table: HandTable) -> str | None:
-    """The command that rebuilds ``table``'s crops with their own settings, when it came from a crops folder."""
-    info = table.meta.get("crop_info")
-    return repair_command(info, table.crops_dir) if info and table.crops_dir is not None else None
-
-
 def load_crops(table: HandTable, size: int, progress: bool = False) -> torch.Tensor:
     """All crops of ``table`` as one ``(N, 3, size, size)`` uint8 tensor."""
     if table.crop_paths is None:
         raise ValueError("this hand table has no crops; build it from a crop manifest")
     out = torch.empty((len(table), 3, size, size), dtype=torch.uint8)
-    paths, repair = table.crop_paths, _repair(table)
+    paths, repair = table.crop_paths, table_repair_command(table)
     it = range(len(paths))
     if progress:
         from tqdm.auto import tqdm
@@ -75,10 +53,12 @@ def load_crops(table: HandTable, size: int, progress: bool = False) -> torch.Ten
 
 
 def fields(table: HandTable, landmark_norm: str) -> dict[str, torch.Tensor]:
-    """The non-image batch fields of every row, as CPU tensors."""
+    """The non-image batch fields of every row, as CPU tensors (``handedness``: +1 right, -1 left, 0 unknown,
+    for every model: it is 4 bytes a hand, and only models built with ``handedness=True`` read it)."""
     return {
         "landmarks": torch.from_numpy(table.normalized_landmarks(landmark_norm)),
         "has_landmarks": torch.from_numpy(table.has_landmarks.copy()),
+        "handedness": torch.from_numpy(table.handedness.astype(np.float32, copy=True)),
         "label": torch.from_numpy(table.labels.copy()),
         "index": torch.from_numpy(table.index.copy()),
     }
@@ -152,6 +132,38 @@ class TensorBatches:
             yield {k: v[sel] for k, v in self.tensors.items()}
 
 
+class MemmapBatches(TensorBatches):
+    """:class:`TensorBatches` whose images come from a ``(N, 3, S, S)`` uint8 memmap (the decoded crop
+    cache): the other fields sit on the device, each batch's images are read from the map, in sorted
+    row order (the pages in file order), put back in batch order and copied to the device. The next
+    batch is read in a background thread while the current one trains. Same order as TensorBatches."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], images: np.ndarray, batch_size: int, **kw) -> None:
+        super().__init__(tensors, batch_size, **kw)
+        if len(images) != self.n:
+            raise ValueError(f"{len(images)} cached images for {self.n} rows")
+        self.images = images
+
+    def _read(self, sel: np.ndarray) -> torch.Tensor:
+        order = np.argsort(sel, kind="stable")
+        block = np.empty((len(sel), *self.images.shape[1:]), np.uint8)
+        block[order] = self.images[sel[order]]
+        return torch.from_numpy(block)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        dev = next(iter(self.tensors.values())).device
+        order = self._order()
+        sels = [order[b * self.batch_size:(b + 1) * self.batch_size] for b in range(len(self))]
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(self._read, sels[0].numpy()) if sels else None
+            for b, sel in enumerate(sels):
+                images = ahead.result()
+                if b + 1 < len(sels):
+                    ahead = pool.submit(self._read, sels[b + 1].numpy())
+                on_dev = sel.to(dev)
+                yield {**{k: v[on_dev] for k, v in self.tensors.items()}, "image": images.to(dev)}
+
+
 class CropDataset(Dataset):
     """Crops read from disk, for datasets too large to hold in memory."""
 
@@ -160,7 +172,7 @@ class CropDataset(Dataset):
         if self.paths is None:
             raise ValueError("this hand table has no crops; build it from a crop manifest")
         self.size = size
-        self.repair = _repair(table)
+        self.repair = table_repair_command(table)
         self.fields = fields(table, landmark_norm)
 
     def __len__(self) -> int:
@@ -277,8 +289,11 @@ def make_batches(
     in_memory: str = "auto",
     progress: bool = False,
     split: str | None = None,
+    decoded_cache: bool = True,
 ):
-    """Batches of dicts for ``table``: tensors on the device when they fit, else a crop DataLoader.
+    """Batches of dicts for ``table``: tensors on the device when they fit (``in_memory``), else the
+    crops read from their decoded on-disk cache (``decoded_cache``, built on first use with
+    ``num_workers`` processes), else a DataLoader decoding the JPEGs every epoch.
 
     ``split`` names the table's split in the error raised when it has no hands.
     """
@@ -288,8 +303,12 @@ def make_batches(
                         f"{what} (is the split empty, or are its hands unusable by this model?)")
     needs_image = "image" in inputs
     if needs_image and (in_memory == "no" or (in_memory == "auto" and not fits_in_memory(len(table), image_size))):
-        return crop_loader(table, image_size, landmark_norm, batch_size, shuffle=shuffle, seed=seed,
-                           rank=rank, world=world, num_workers=num_workers, pin_memory=device.type == "cuda")
+        cached = decoded_crops(table, image_size, workers=num_workers, progress=progress) if decoded_cache else None
+        if cached is None:
+            return crop_loader(table, image_size, landmark_norm, batch_size, shuffle=shuffle, seed=seed,
+                               rank=rank, world=world, num_workers=num_workers, pin_memory=device.type == "cuda")
+        tensors = {k: v.to(device) for k, v in fields(table, landmark_norm).items()}
+        return MemmapBatches(tensors, cached, batch_size, shuffle=shuffle, seed=seed, rank=rank, world=world)
     tensors = fields(table, landmark_norm)
     if needs_image:
         tensors["image"] = load_crops(table, image_size, progress=progress)

@@ -6,6 +6,7 @@ the defaults change.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -41,6 +42,9 @@ ORIENTATION_PAIRS: tuple[tuple[str, str], ...] = (
 )
 
 _PRESETS = {"hagrid18": GESTURES_18, "hagrid33": GESTURES_33}
+#: ``--classes dataset``: the labels the dataset itself holds (a user's own gestures from
+#: ``hand-gestures annotate``): its annotation files for ``crop``, the crops folder's classes for ``train``.
+DATASET_CLASSES = "dataset"
 #: The class set every step uses unless told otherwise: the 18 gestures.
 DEFAULT_CLASSES = "hagrid18"
 
@@ -103,14 +107,15 @@ def make_class_set(
 
 
 def checked_class_set(spec: str | Sequence[str] = DEFAULT_CLASSES, include_no_gesture: bool = False) -> ClassSet:
-    """:func:`make_class_set` for user input: a misspelt class is an error naming ``--classes``,
-    not an empty class."""
+    """:func:`make_class_set` for user input: a name one letter or so from a HaGRID label is a typo and an
+    error naming ``--classes`` (not an empty class); other names are a user's own gestures and pass."""
     try:
         cs = make_class_set(spec, include_no_gesture=include_no_gesture)
     except ValueError as e:
         raise DataError("--classes", str(e)) from None
-    unknown = [n for n in cs.names if n not in KNOWN_LABELS]
-    if unknown:
-        raise DataError("--classes", f"unknown class(es) {', '.join(unknown)}; HaGRID labels are "
-                        f"{', '.join(sorted(KNOWN_LABELS))}; presets: {', '.join(_PRESETS)}")
+    typos = {n: close for n in cs.names if n not in KNOWN_LABELS
+             for close in difflib.get_close_matches(n, sorted(KNOWN_LABELS), n=1, cutoff=0.8)}
+    if typos:  # a user's own gesture names pass; a near-miss of a HaGRID label is surely a typo
+        raise DataError("--classes", "unknown class(es) " + ", ".join(f"{n} (did you mean {c}?)" for n, c in typos.items())
+                        + f"; presets: {', '.join(_PRESETS)}, {DATASET_CLASSES}")
     return cs

@@ -81,6 +81,10 @@ RESAMPLE = "bicubic"
 FILL = 0  # PIL's crop pads with 0 (black) outside the image
 #: What each square is centred on: the annotated box, or the box model's box around the landmarks.
 BOX_SOURCES = ("annotation", "landmarks")
+#: What a crop shows around the hand: the whole square ("square", the default), or only the box itself, the
+#: rest of the square filled (``"box"``: how HaGRID crop sets such as ../shared/hagrid_crops are framed, so
+#: models trained on them can be scored on, and predict from, full frames framed the same way).
+CONTEXTS = ("square", "box")
 NO_LANDMARKS_FOR_BOX = "no_landmarks_for_box"  # skip reason of a hand without landmarks, box_source landmarks
 
 WRITTEN, REUSED, SKIPPED = "written", "reused", "skipped"
@@ -163,10 +167,25 @@ def _block_means(a: np.ndarray, axis: int, v0: int, i0: int, i1: int, k: int, fi
     return (sums + fill * (width - inside)) / width, int(j[0])
 
 
-def cut_square(img: Image.Image, box: tuple[int, int, int], size: int, fill: int = FILL) -> Image.Image:
+def _kept_pixels(keep: tuple[float, float, float, float], s: float, W: int, H: int) -> tuple[int, int, int, int]:
+    """``keep`` (source pixels) in decoded pixels, rounded to whole pixels and clipped to the image."""
+    x0, y0, x1, y1 = (round(v * s) for v in keep)
+    return min(max(x0, 0), W), min(max(y0, 0), H), min(max(x1, 0), W), min(max(y1, 0), H)
+
+
+def box_pixels(bbox: Sequence[float], image_wh: tuple[int, int]) -> tuple[float, float, float, float]:
+    """``(x0, y0, x1, y1)`` source pixels of a normalised ``[x, y, w, h]`` box (``keep`` of context "box")."""
+    x, y, w, h = bbox
+    W, H = image_wh
+    return x * W, y * H, (x + w) * W, (y + h) * H
+
+
+def cut_square(img: Image.Image, box: tuple[int, int, int], size: int, fill: int = FILL,
+               keep: tuple[float, float, float, float] | None = None) -> Image.Image:
     """Crop the square ``box`` (source pixels) from ``img`` (decoded at ``img.info['scale']``), padded, resized.
 
-    Only the part of the square inside the image is copied; it is pasted onto a
+    Only the part of the square inside the image (and inside ``keep``, ``(x0, y0, x1, y1)`` source pixels,
+    when given: context ``"box"``) is copied; it is pasted onto a
     ``fill`` canvas, which is then resized with sub-pixel box coordinates. When
     the square is more than ``4 * size`` decoded pixels wide (a JPEG cannot be
     drafted below 1/8, or is not a JPEG), the visible part is first averaged
@@ -182,8 +201,9 @@ def cut_square(img: Image.Image, box: tuple[int, int, int], size: int, fill: int
     W, H = img.size
     k = max(1, math.floor((fx1 - fx0) / (2 * size)))  # block side; 1 unless the square is >= 4*size px
     canvas = Image.new("RGB", (math.ceil((ix1 - ix0) / k), math.ceil((iy1 - iy0) / k)), (fill,) * 3)
-    vx0, vy0 = min(max(ix0, 0), W), min(max(iy0, 0), H)  # the part of the square inside the image
-    vx1, vy1 = min(max(ix1, 0), W), min(max(iy1, 0), H)
+    lo_x, lo_y, hi_x, hi_y = (0, 0, W, H) if keep is None else _kept_pixels(keep, s, W, H)
+    vx0, vy0 = min(max(ix0, lo_x), hi_x), min(max(iy0, lo_y), hi_y)  # the part of the square inside the image
+    vx1, vy1 = min(max(ix1, lo_x), hi_x), min(max(iy1, lo_y), hi_y)
     if vx1 > vx0 and vy1 > vy0:
         part = img.crop((vx0, vy0, vx1, vy1))
         at = (vx0 - ix0, vy0 - iy0)
@@ -250,7 +270,7 @@ def _centre_box(bbox, landmarks, wh: tuple[int, int], box_model: dict | None) ->
 
 
 def _crop_image(path: str, hands: list[Hand], *, size: int, box_scale: float, quality: int,
-                overwrite: bool, box_model: dict | None = None) -> list[Result]:
+                overwrite: bool, box_model: dict | None = None, context: str = "square") -> list[Result]:
     out: list[Result] = [(i, SKIPPED, None, None, NO_LANDMARKS_FOR_BOX,
                           "the hand has no landmarks to derive its box from (--box-source landmarks)") for i, _, _, lm in hands
                          if box_model is not None and lm is None]
@@ -283,7 +303,8 @@ def _crop_image(path: str, hands: list[Hand], *, size: int, box_scale: float, qu
             out.append((i, REUSED, wh, box, "", ""))
             continue
         try:
-            atomic_save_jpeg(cut_square(img, box, size), dest, quality)
+            keep = box_pixels(bbox, wh) if context == "box" else None
+            atomic_save_jpeg(cut_square(img, box, size, keep=keep), dest, quality)
         except Exception as e:  # e.g. disk full: this hand only, the others may still be fine
             out.append((i, SKIPPED, wh, None, "crop_error", f"{type(e).__name__}: {e}"))
             continue
@@ -469,6 +490,8 @@ def repair_command(crop_info: Mapping, crops_dir: str | Path) -> str:
         args += ["--box-scale", str(crop_info["box_scale"])]
     if crop_info.get("box_source", "annotation") != "annotation":
         args += ["--box-source", str(crop_info["box_source"])]
+    if crop_info.get("context", "square") != "square":
+        args += ["--context", str(crop_info["context"])]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -479,8 +502,10 @@ def _box_settings(box_source: str) -> dict:
     return {"box_source": box_source, "box_model": DEFAULT_BOX_MODEL.to_dict()} if box_source == "landmarks" else {}
 
 
-def _check_arguments(size: int, box_scale: float, box_source: str = "annotation") -> None:
+def _check_arguments(size: int, box_scale: float, box_source: str = "annotation", context: str = "square") -> None:
     """Refuse settings that can crop nothing (an infinite square overflows, a NaN compares false)."""
+    if context not in CONTEXTS:
+        raise UsageError(f"--context must be one of {', '.join(CONTEXTS)}, got {context!r}")
     if box_source not in BOX_SOURCES:
         raise UsageError(f"--box-source must be one of {', '.join(BOX_SOURCES)}, got {box_source!r}")
     if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
@@ -629,6 +654,7 @@ def crop_dataset(
     progress: bool = True,
     annotations: HagridAnnotations | None = None,
     box_source: str = "annotation",
+    context: str = "square",
 ) -> CropSummary:
     """Crop every hand of ``class_set`` in ``data_dir`` into ``out_dir``; see the module docstring.
 
@@ -637,10 +663,11 @@ def crop_dataset(
     ``annotations`` may be passed when already loaded (same class set and splits).
     ``box_source`` ``"landmarks"`` centres each square on the box :data:`~data_loaders.box_model.DEFAULT_BOX_MODEL`
     derives from the hand's landmarks (as prediction on new photos does) instead of the annotated box; hands
-    without landmarks are then skipped (``no_landmarks_for_box``).
+    without landmarks are then skipped (``no_landmarks_for_box``). ``context`` ``"box"`` fills the square
+    outside the hand's box (:data:`CONTEXTS`).
     Returns the summary; a run that crops no hand at all raises :class:`DataError`.
     """
-    _check_arguments(size, box_scale, box_source)
+    _check_arguments(size, box_scale, box_source, context)
     t0 = time.perf_counter()
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
     class_set = class_set or make_class_set()
@@ -650,7 +677,8 @@ def crop_dataset(
                         + (f" in split(s) {', '.join(splits)}" if splits else ""))
     info = CropInfo(size=size, box_scale=float(box_scale), class_names=class_set.to_list(), source=str(data_dir),
                     format=ann.format, quality=JPEG_QUALITY, resample=RESAMPLE, fill=FILL,
-                    splits=list(splits) if splits else None, **_box_settings(box_source))
+                    splits=list(splits) if splits else None, context=context,
+                    **_box_settings(box_source))
     out_dir.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(out_dir / LOCK_NAME, "crop run") as took_over:
         plan = _prepare(out_dir, info, ann, splits, overwrite)  # under the lock: no other run changes them
@@ -659,7 +687,7 @@ def crop_dataset(
             plan.warnings.append(took_over)
         tasks = _make_tasks(ann.records, out_dir, with_landmarks=box_source == "landmarks")
         settings = {"size": size, "box_scale": float(box_scale), "quality": JPEG_QUALITY, "overwrite": overwrite,
-                    "box_model": _box_settings(box_source).get("box_model")}
+                    "box_model": _box_settings(box_source).get("box_model"), "context": context}
         results = _run_tasks(tasks, len(ann.records), settings, workers, progress)
         summary = CropSummary(out_dir=out_dir, splits=ann.splits, class_names=class_set.to_list(),
                               annotation_skipped=ann.skipped, annotation_degraded=ann.degraded,

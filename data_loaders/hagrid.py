@@ -6,6 +6,10 @@ v1: ``<images>/<class>/<uuid>.jpg`` with per-class JSON in ``ann_train_val/``,
 v2: ``hagrid_dataset*/<class>/<uuid>.jpg`` with
 ``hagrid_annotations/{train,val,test}/<class>.json``; landmarks live in
 ``hand_landmarks`` and ``united_bbox``/``united_label``/``meta`` may be null.
+Two extensions written by ``hand-gestures annotate`` (data_loaders/annotate.py):
+a per-hand ``handedness`` list ("right"/"left"/null, one per box; it takes
+precedence over v1's image-level ``leading_hand``) and ``meta.file``, the
+image's file name when it is not ``<uuid>.jpg`` (e.g. ``<uuid>.png``).
 
 Bad records never crash a caller deep in a loop: an unreadable annotation
 file raises :class:`DataError` naming it; a bad hand is skipped and logged
@@ -46,6 +50,10 @@ IMAGE_SEARCH_DEPTH = 3  # folder levels below the root searched for class image 
 #: the box is an annotation error, and its padded square would be huge (GBs for [-5, -5, 10, 10]).
 BOX_MARGIN = 0.5
 MAX_BOX_SIDE = 1 + BOX_MARGIN  # w and h, normalised
+#: Image files found in class folders holding several folders' images; one folder per class is resolved
+#: as ``<uuid>.jpg`` (no listing, no stat) unless the record names its file (``meta.file``).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+HANDEDNESS_VALUES = ("right", "left", None)
 
 
 @dataclass(slots=True)
@@ -155,6 +163,18 @@ def detect_format(root: str | Path) -> str:
     )
 
 
+def dataset_labels(root: str | Path) -> list[str]:
+    """The gesture labels a dataset's annotation files are named after (sorted, ``no_gesture`` left out):
+    what ``--classes dataset`` stands for, e.g. a user's own gestures written by ``hand-gestures annotate``."""
+    root = Path(root)
+    fmt = detect_format(root)
+    dirs = [root / "hagrid_annotations"] if fmt == "v2" else [root / d for d in V1_ANNOTATION_DIRS]
+    labels = {f.stem for d in dirs if d.is_dir() for f in d.rglob("*.json")} - {NO_GESTURE}
+    if not labels:
+        raise DataError(root, "--classes dataset: no <label>.json annotation files found")
+    return sorted(labels)
+
+
 def _image_dirs(root: Path, classes: Iterable[str], max_depth: int) -> dict[str, list[Path]]:
     """Find the folders that hold each class's images.
 
@@ -197,34 +217,38 @@ class _ImageLocator:
         self._members: dict[str, dict[str, Path]] = {}
         self.unfound: Counter = Counter()  # class -> images of a class no folder was found for
 
-    def resolver(self, cls: str) -> Callable[[str], Path]:
-        """A uuid -> path function for one class folder (resolved once per annotation file)."""
+    def resolver(self, cls: str) -> Callable[..., Path]:
+        """A ``(uuid, file_name=None) -> path`` function for one class folder (resolved once per annotation
+        file); ``file_name`` is the record's ``meta.file`` (an image that is not ``<uuid>.jpg``)."""
         dirs = self.dirs.get(cls)
         if not dirs:
             return self._unfound_resolver(cls)
         if len(dirs) == 1:
             d = dirs[0]
-            return lambda uuid: d / f"{uuid}.jpg"
+            return lambda uuid, name=None: d / (name or f"{uuid}.jpg")
         members = self._members.get(cls)
         if members is None:
             members = {}
-            for d in reversed(dirs):  # first folder wins
-                for e in os.scandir(d):
-                    if e.name.endswith(".jpg"):
-                        members[e.name[:-4]] = Path(e.path)
+            for d in reversed(dirs):  # first folder wins (written last)
+                found: dict[str, Path] = {}
+                for e in os.scandir(d):  # within a folder, <uuid>.jpg before <uuid>.jpeg/.png
+                    stem, dot, ext = e.name.rpartition(".")
+                    if dot and f".{ext.lower()}" in IMAGE_SUFFIXES and (ext == "jpg" or stem not in found):
+                        found[stem] = Path(e.path)
+                members.update(found)
             self._members[cls] = members
         first = dirs[0]
-        return lambda uuid: members.get(uuid) or first / f"{uuid}.jpg"
+        return lambda uuid, name=None: members.get(uuid) or first / (name or f"{uuid}.jpg")
 
-    def _unfound_resolver(self, cls: str) -> Callable[[str], Path]:
+    def _unfound_resolver(self, cls: str) -> Callable[..., Path]:
         """Paths where a class without a folder would sit (beside the other classes' folders), counted
         so :meth:`unfound_warnings` can say what was searched; opening them reports a missing image."""
         expected = self.image_parents()[:1] or [self.root]
         folder = expected[0] / cls
 
-        def path(uuid: str) -> Path:
+        def path(uuid: str, name: str | None = None) -> Path:
             self.unfound[cls] += 1
-            return folder / f"{uuid}.jpg"
+            return folder / (name or f"{uuid}.jpg")
         return path
 
     def image_parents(self) -> list[Path]:
@@ -399,7 +423,7 @@ class _FileParser:
     """The steps of :func:`parse_records`, sharing one annotation file's state: where its hands come
     from, the logs they are counted in, and the hands (and landmark lists) read so far."""
 
-    def __init__(self, source: Path, split: str, class_set: ClassSet, image_path_for: Callable[[str], Path],
+    def __init__(self, source: Path, split: str, class_set: ClassSet, image_path_for: Callable[..., Path],
                  landmark_key: str, skipped: SkipLog, degraded: SkipLog, excluded: SkipLog,
                  strings: dict[str, str]) -> None:
         self.source, self.src, self.split = source, str(source), split
@@ -448,11 +472,31 @@ class _FileParser:
             return None
         return self.strings.setdefault(value, value) if type(value) is str else str(value)
 
+    def handedness(self, uuid: str, rec: dict, n_boxes: int) -> list[str | None] | None:
+        """The record's per-hand ``handedness`` list (None when absent or unusable: the image-level
+        ``leading_hand`` then applies); a malformed list or entry is counted in ``degraded``."""
+        raw = rec.get("handedness")
+        if raw is None:
+            return None
+        if type(raw) is not list or len(raw) != n_boxes:
+            what = f"{len(raw)} entries for {n_boxes} boxes" if type(raw) is list else f"a {type(raw).__name__}"
+            self.degraded.add("malformed_handedness", self.source, uuid, f"handedness is {what}", n=n_boxes)
+            return None
+        out: list[str | None] = []
+        for i, v in enumerate(raw):
+            if v not in HANDEDNESS_VALUES or (v is not None and type(v) is not str):
+                self.degraded.add("malformed_handedness", self.source, uuid,
+                                  f"handedness {v!r} is not 'right', 'left' or null", hand=i)
+                v = None
+            out.append(v)
+        return out
+
     def add_image(self, uuid: str, rec: dict, boxes: list, labels: list) -> None:
         """Add the hands of one image whose label is in the class set and whose box is usable."""
         source = self.source
         lms, lm_problem = self.landmark_lists(rec, len(boxes))
         user_id, leading = self.shared(rec.get("user_id")), self.shared(rec.get("leading_hand"))
+        handed = self.handedness(uuid, rec, len(boxes)) if "handedness" in rec else None
         image_path = None
         for i, label in enumerate(labels):
             canon = self.names.get(label) if type(label) is str else None
@@ -467,9 +511,9 @@ class _FileParser:
                 self.skipped.add(box, source, uuid, f"box {boxes[i]!r}", hand=i)
                 continue
             if image_path is None:
-                image_path = self.image_path_for(uuid)
-            r = HandRecord(uuid, image_path, self.split, canon, i, box, None, user_id,
-                           leading if canon != NO_GESTURE else None, self.src)
+                image_path = self.image_path_for(uuid, _file_name(rec.get("meta")))
+            hand_side = handed[i] if handed is not None else leading if canon != NO_GESTURE else None
+            r = HandRecord(uuid, image_path, self.split, canon, i, box, None, user_id, hand_side, self.src)
             self.out.append(r)
             if lms is not None:
                 raw = lms[i]
@@ -481,6 +525,16 @@ class _FileParser:
                                       hand=i)
             elif lm_problem:
                 self.degraded.add("malformed_landmarks", source, uuid, lm_problem, hand=i)
+
+
+def _file_name(meta: object) -> str | None:
+    """``meta.file`` when it is a plain file name (no folder part), else None (``<uuid>.jpg``)."""
+    if type(meta) is not dict:
+        return None
+    name = meta.get("file")
+    if type(name) is not str or not name or name in (".", "..") or "/" in name or "\\" in name:
+        return None
+    return name
 
 
 def with_image_sizes(records: Iterable[HandRecord], read_size: Callable[[Path], tuple[int, int]]

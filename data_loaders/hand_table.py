@@ -26,6 +26,14 @@ from .manifest import CROP_INFO_NAME, MANIFEST_NAME, count_manifest_lines, iter_
 
 log = logging.getLogger(__name__)
 
+#: The ``handedness`` column's codes: the person's own hand, +1 right, -1 left, 0 unknown.
+HANDEDNESS_CODES = {"right": 1.0, "left": -1.0}
+
+
+def handedness_code(value: object) -> float:
+    """``"right"`` -> +1, ``"left"`` -> -1 (any case); None or anything else (unknown) -> 0."""
+    return HANDEDNESS_CODES.get(value.lower(), 0.0) if isinstance(value, str) else 0.0
+
 
 @dataclass
 class HandTable:
@@ -41,12 +49,22 @@ class HandTable:
     bbox: np.ndarray  # (N, 4) float32 normalised x, y, w, h
     user_id: np.ndarray  # (N,) object, None when unknown
     index: np.ndarray  # (N,) int64
+    handedness: np.ndarray | None = None  # (N,) float32: +1 right, -1 left, 0 unknown (None: all unknown)
     crop_paths: np.ndarray | None = None  # (N,) object: absolute paths of crops
     crops_dir: Path | None = None
     meta: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.handedness is None:
+            self.handedness = np.zeros(len(self.labels), np.float32)
+
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def handedness_known(self) -> float:
+        """The share of hands whose handedness is known (0 for an empty table)."""
+        return float(np.count_nonzero(self.handedness)) / len(self) if len(self) else 0.0
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -114,6 +132,7 @@ class HandTable:
             bbox=np.array([r.bbox for r in records], np.float32).reshape(n, 4),
             user_id=obj([r.user_id for r in records]),
             index=np.arange(n, dtype=np.int64),
+            handedness=np.array([handedness_code(r.leading_hand) for r in records], np.float32).reshape(n),
         )
         if skipped:
             total = sum(skipped.values())
@@ -133,7 +152,7 @@ class HandTable:
             self, keys=self.keys[mask], split=self.split[mask], labels=self.labels[mask],
             landmarks=self.landmarks[mask], has_landmarks=self.has_landmarks[mask],
             image_size=self.image_size[mask], bbox=self.bbox[mask], user_id=self.user_id[mask],
-            index=self.index[mask], crop_paths=pick(self.crop_paths),
+            index=self.index[mask], handedness=self.handedness[mask], crop_paths=pick(self.crop_paths),
         )
 
     def split_view(self, split: str, *, require_landmarks: bool = False) -> "HandTable":
@@ -147,7 +166,8 @@ class HandTable:
         out = np.zeros_like(self.landmarks)
         if self.has_landmarks.any():
             m = self.has_landmarks
-            out[m] = normalize_landmarks(self.landmarks[m], method, image_size=self.image_size[m], bbox=self.bbox[m])
+            out[m] = normalize_landmarks(self.landmarks[m], method, image_size=self.image_size[m], bbox=self.bbox[m],
+                                         source=self.meta.get("source"), names=self.keys[m])
         return out
 
 
@@ -190,6 +210,7 @@ class _ManifestColumns:
         self.labels = np.empty(cap, np.int64)
         self.landmarks = np.zeros((cap, NUM_NODES, 2), np.float32)
         self.has_landmarks = np.zeros(cap, bool)
+        self.handedness = np.zeros(cap, np.float32)
         self.image_size = np.empty((cap, 2), np.float32)
         self.bbox = np.empty((cap, 4), np.float32)
         self.shared: dict[str, str] = {}  # one string object per split / user, not one per row
@@ -219,6 +240,7 @@ class _ManifestColumns:
             self.has_landmarks[n] = True
         self.image_size[n] = e["image_size"]
         self.bbox[n] = e["bbox"]
+        self.handedness[n] = handedness_code(e.get("leading_hand"))
         self.keys[n] = e["key"]
         self.split[n] = shared.setdefault(e["split"], e["split"])
         u = e.get("user_id")
@@ -236,5 +258,6 @@ class _ManifestColumns:
             a.resize((self.n, *a.shape[1:]), refcheck=False)  # in place: nothing else refers to it yet
             return a
 
-        cols = ("keys", "split", "labels", "landmarks", "has_landmarks", "image_size", "bbox", "user_id", "crop_paths")
+        cols = ("keys", "split", "labels", "landmarks", "has_landmarks", "image_size", "bbox", "user_id", "crop_paths",
+                "handedness")
         return {c: trim(getattr(self, c)) for c in cols} | {"index": np.arange(self.n, dtype=np.int64)}

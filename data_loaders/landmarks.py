@@ -4,7 +4,12 @@ Default ``"wrist"``: landmarks in pixel units (normalised coords times image
 width/height, so the aspect ratio is right), centred on the wrist and divided
 by the hand size (see :func:`hand_size`). It needs nothing but the landmarks
 and the image size (in every JPEG header), so it works unchanged when a model
-is deployed and there is no ground-truth box.
+is deployed and there is no ground-truth box. It does need each frame's real
+size: HaGRID frames are mostly portrait (1,337 of the sample's 1,650 frames,
+1,216 of them 3:4 such as 512x683; only 83 are 16:9 landscape), so no size can
+be assumed, and a wrong aspect ratio stretches every hand (on official
+landmarks it moved a model from 88% to 63%).
+An unknown or non-positive size is refused (:func:`frame_sizes`), never guessed.
 
 ``"bbox"`` reproduces the seed: per-axis normalisation by the annotated box,
 clamped to [0, 1]. It distorts the aspect ratio, clips points outside the box
@@ -23,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+from common.errors import DataError
 
 from .hand_graph import NUM_NODES
 
@@ -46,24 +53,51 @@ def hand_size(landmarks_px: np.ndarray) -> np.ndarray:
     return np.linalg.norm(d, axis=-1).max(axis=1)
 
 
+def frame_sizes(image_size, n: int, *, source: str | None = None, names=None) -> np.ndarray:
+    """``image_size`` as ``(n, 2)`` float32 (width, height) pixels, every one finite and > 0.
+
+    Anything else is a one-line :class:`DataError` naming ``source`` (the file the sizes came from)
+    and the first bad hand (``names[i]``, else its row): the ``"wrist"`` normalisation works in pixels,
+    and a guessed size (say 1920x1080 for a 3:4 portrait frame) would silently stretch every hand.
+    """
+    where = source or "landmarks"
+    if image_size is None:
+        raise DataError(where, "the frame size (width, height) of each hand is unknown; the 'wrist' landmark "
+                        "normalisation works in pixels and needs it (it is in every image's header)")
+    try:
+        wh = np.asarray(image_size, dtype=np.float32).reshape(n, 2)
+    except (TypeError, ValueError):
+        raise DataError(where, f"frame sizes must be {n} (width, height) pairs, got {np.shape(image_size)}") from None
+    bad = np.flatnonzero(~(np.isfinite(wh).all(axis=1) & (wh > 0).all(axis=1)))
+    if len(bad):
+        i = int(bad[0])
+        who = f"hand {names[i]}" if names is not None else f"hand at row {i}"
+        raise DataError(where, f"{who}: frame size {wh[i, 0]:g}x{wh[i, 1]:g} is unknown or not positive "
+                        f"({len(bad)} of {n} hands); the 'wrist' landmark normalisation needs each frame's "
+                        "real width and height in pixels and does not guess them")
+    return wh
+
+
 def normalize_landmarks(
     landmarks: np.ndarray,
     method: str = "wrist",
     *,
     image_size: np.ndarray | None = None,
     bbox: np.ndarray | None = None,
+    source: str | None = None,
+    names=None,
 ) -> np.ndarray:
     """Normalise ``(N,21,2)`` image-normalised landmarks; returns float32 ``(N,21,2)``.
 
-    ``image_size`` ``(N,2)`` is needed for ``"wrist"``, ``bbox`` ``(N,4)`` for ``"bbox"``.
+    ``image_size`` ``(N,2)`` (width, height in pixels, each known and > 0: :func:`frame_sizes`) is
+    needed for ``"wrist"``, ``bbox`` ``(N,4)`` for ``"bbox"``. ``source`` and ``names`` (one per hand)
+    name the file and hand in the error about a bad frame size.
     """
     lm = np.asarray(landmarks, dtype=np.float32)
     if lm.ndim != 3 or lm.shape[1:] != (NUM_NODES, 2):
         raise ValueError(f"landmarks must be (N, {NUM_NODES}, 2), got {lm.shape}")
     if method == "wrist":
-        if image_size is None:
-            raise ValueError("method 'wrist' needs image_size (width, height) per hand")
-        px = to_pixels(lm, np.asarray(image_size, dtype=np.float32).reshape(-1, 2))
+        px = to_pixels(lm, frame_sizes(image_size, len(lm), source=source, names=names))
         centred = px - px[:, :1, :]
         size = hand_size(px)
         size = np.where(size > 1e-6, size, 1.0).astype(np.float32)

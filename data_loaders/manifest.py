@@ -142,9 +142,10 @@ class CropInfo:
     counts: dict = field(default_factory=dict)  # {split: {label: crops}} of the whole manifest
     box_source: str = "annotation"  # what each square is centred on (crop.BOX_SOURCES); older folders: annotation
     box_model: dict | None = None  # for "landmarks": the box model's radii (BoxModel.to_dict())
+    context: str = "square"  # "box": the square outside the hand's box is filled (crop.CONTEXTS); older: square
 
     #: settings that change the pixels of a crop: a crops dir may only be resumed when they match
-    PIXEL_SETTINGS = ("size", "box_scale", "resample", "fill", "quality", "box_source", "box_model")
+    PIXEL_SETTINGS = ("size", "box_scale", "resample", "fill", "quality", "box_source", "box_model", "context")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -59,14 +59,20 @@ def make_checkpoint(
     history: list[dict] | None = None,
     extra: dict | None = None,
 ) -> dict:
+    """The checkpoint dict of ``model``; ``preprocessing["inputs"]``, when given, gains any input the model reads
+    that it does not list (:func:`recorded_inputs`), so a checkpoint never under-describes what prediction must
+    supply."""
     m = unwrap(model)
+    preprocessing = dict(preprocessing)
+    if "inputs" in preprocessing:
+        preprocessing["inputs"] = recorded_inputs(m, preprocessing["inputs"])
     return {
         "format_version": FORMAT_VERSION,
         "model_name": model_name,
         "hparams": dict(getattr(m, "hparams", {})),
         "num_classes": len(class_names),
         "class_names": list(class_names),
-        "preprocessing": dict(preprocessing),
+        "preprocessing": preprocessing,
         "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()},
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -76,6 +82,13 @@ def make_checkpoint(
         "history": list(history or []),
         **(extra or {}),
     }
+
+
+def recorded_inputs(model: nn.Module, inputs: Sequence[str] | None) -> list[str]:
+    """``inputs`` followed by the inputs ``model`` reads (its ``inputs``, e.g. ``handedness`` when built with
+    ``handedness=True``) that ``inputs`` lacks."""
+    out = list(inputs or [])
+    return out + [i for i in getattr(model, "inputs", ()) if i not in out]
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict) -> Path:
@@ -179,6 +192,11 @@ def build_model(ckpt: dict, path: str | Path = "<checkpoint>") -> nn.Module:
             f"missing {list(missing)[:8]}{'...' if len(missing) > 8 else ''}, "
             f"unexpected {list(unexpected)[:8]}{'...' if len(unexpected) > 8 else ''}"
         )
+    listed = (ckpt.get("preprocessing") or {}).get("inputs")
+    unlisted = [i for i in getattr(model, "inputs", ()) if listed is not None and i not in listed]
+    if unlisted:  # prediction supplies what preprocessing lists: the model would miss these
+        raise CheckpointMismatchError(f"{path}: model {ckpt['model_name']!r} reads {unlisted}, which its "
+                                      f"preprocessing inputs {list(listed)} do not list")
     return model
 
 

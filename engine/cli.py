@@ -45,16 +45,23 @@ def add_class_arguments(parser: argparse.ArgumentParser) -> None:
     from data_loaders.classes import DEFAULT_CLASSES
 
     parser.add_argument("--classes", default=DEFAULT_CLASSES,
-                        help="class set: a preset (hagrid18, hagrid33) or comma-separated names "
-                             f"(default: {DEFAULT_CLASSES})")
+                        help="class set: a preset (hagrid18, hagrid33), 'dataset' (the labels the data holds: "
+                             "your own gestures) or comma-separated names (default: %(default)s)")
     parser.add_argument("--include-no-gesture", action="store_true",
                         help="add no_gesture as the last class (excluded and counted otherwise)")
 
 
 def class_set_from_args(args: argparse.Namespace):
-    """The class set the options name; a misspelt class is an error, not an empty class."""
-    from data_loaders.classes import checked_class_set
+    """The class set the options name; a misspelt class is an error, not an empty class. ``dataset``
+    stands for the labels of ``--data-dir`` when there is one (train: the crops folder's classes)."""
+    from data_loaders.classes import DATASET_CLASSES, checked_class_set
 
+    if args.classes == DATASET_CLASSES:
+        if getattr(args, "data_dir", None) is None:
+            return None
+        from data_loaders.hagrid import dataset_labels
+
+        return checked_class_set(dataset_labels(args.data_dir), args.include_no_gesture)
     return checked_class_set(args.classes, args.include_no_gesture)
 
 
@@ -154,10 +161,76 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- #
+# annotate
+# --------------------------------------------------------------------------- #
+ANNOTATE_EPILOG = """\
+layouts: <root>/<label>/<image> or <root>/<split>/<label>/<image> (split: train, val, test); .jpg, .jpeg, .png.
+output: <out>/hagrid_annotations/<split>/<label>.json and <out>/hagrid_dataset/<label>/ (links to the
+originals): the HaGRID v2 layout that inspect, crop, train, evaluate and predict read. --data-dir <out> then
+works; <out>/annotate_report.csv lists every image skipped or without a hand, <out>/annotate_info.json the
+settings and counts. A rerun detects only new or changed images (cache in <out>/.annotate_cache/).
+exit status: 0; 1 when some images could not be read (each listed in the report); 2 bad options or data.
+See docs/annotate.md.
+"""
+
+
+def _annotate_arguments(p: argparse.ArgumentParser) -> None:
+    from data_loaders import annotate as a
+
+    p.epilog, p.formatter_class = ANNOTATE_EPILOG, argparse.RawDescriptionHelpFormatter
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", type=Path, metavar="ROOT", help="a folder of per-class image folders")
+    src.add_argument("--hagrid", type=Path, metavar="ROOT",
+                     help="an existing HaGRID v2 dataset: add a per-hand handedness (detections matched to the "
+                          "official boxes), nothing else; its image folders are linked")
+    p.add_argument("--out", type=Path, required=True, help="the new dataset folder")
+    p.add_argument("--crops", action="store_true",
+                   help="each image is one hand crop: its box is the whole image; landmarks from a detection on "
+                        "a padded canvas (crops without a hand found keep a record with empty landmarks)")
+    p.add_argument("--gesture-hand", choices=a.GESTURE_HAND_RULES, default=a.DEFAULT_GESTURE_HAND_RULE,
+                   help="which of several detected hands is the gesture hand (the others are no_gesture): the "
+                        "higher one by box centre, wrist or box top, or the largest "
+                        f"(default {a.DEFAULT_GESTURE_HAND_RULE})")
+    p.add_argument("--canvas-fill", choices=a.CANVAS_FILLS, default=a.DEFAULT_CANVAS_FILL,
+                   help=f"--crops: how the canvas around a crop is filled (default {a.DEFAULT_CANVAS_FILL})")
+    s = p.add_argument_group("splits (when the images are not in split folders)")
+    s.add_argument("--split", choices=("train", "val", "test"), help="put every image in this split")
+    s.add_argument("--user-ids", type=Path, metavar="CSV",
+                   help="two columns path-or-stem,user_id: user_id recorded, split by user")
+    s.add_argument("--group-by", metavar="REGEX",
+                   help="split by the first capture group of REGEX on the relative path (e.g. '^[^/]+/([^_]+)_'); "
+                        "the group is recorded as user_id")
+    s.add_argument("--val-fraction", type=_probability, default=a.DEFAULT_VAL_FRACTION,
+                   help=f"share of groups in val (default {a.DEFAULT_VAL_FRACTION})")
+    s.add_argument("--test-fraction", type=_probability, default=a.DEFAULT_TEST_FRACTION,
+                   help=f"share of groups in test (default {a.DEFAULT_TEST_FRACTION})")
+    s.add_argument("--seed", type=int, default=a.DEFAULT_SEED, help=f"split seed (default {a.DEFAULT_SEED})")
+    p.add_argument("--workers", type=_positive(int), default=None,
+                   help="detection processes, one detector each (default: one per CPU core)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_detector_arguments(p)
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from data_loaders.annotate import AnnotateConfig, exit_code, run_annotate
+
+    if args.video_mode:
+        raise UsageError("annotate detects every image on its own: --video-mode does not apply")
+    detector = detector_config_from_args(args)
+    cfg = AnnotateConfig(out=args.out, images=args.images, hagrid=args.hagrid, crops=args.crops, split=args.split,
+                         user_ids=args.user_ids, group_by=args.group_by, val_fraction=args.val_fraction,
+                         test_fraction=args.test_fraction, seed=args.seed, max_hands=args.max_hands,
+                         gesture_hand=args.gesture_hand, canvas_fill=args.canvas_fill, workers=args.workers,
+                         detector=detector, progress=not args.no_progress)
+    counts = run_annotate(cfg, log=lambda line: print(line, file=sys.stderr))
+    return exit_code(counts)
+
+
+# --------------------------------------------------------------------------- #
 # crop
 # --------------------------------------------------------------------------- #
 def _crop_arguments(p: argparse.ArgumentParser) -> None:
-    from data_loaders.crop import BOX_SOURCES, DEFAULT_BOX_SCALE, DEFAULT_SIZE
+    from data_loaders.crop import BOX_SOURCES, CONTEXTS, DEFAULT_BOX_SCALE, DEFAULT_SIZE
 
     add_dataset_arguments(p)
     p.add_argument("--out", type=Path, default=Path("data/crops"), help="crops directory (default: data/crops)")
@@ -173,6 +246,10 @@ def _crop_arguments(p: argparse.ArgumentParser) -> None:
                    help="centre each crop on the annotated box, or on the box the box model derives from the "
                         "hand's landmarks, as prediction does (hands without landmarks are then skipped and "
                         f"counted); default: {BOX_SOURCES[0]}")
+    p.add_argument("--context", choices=CONTEXTS, default=CONTEXTS[0],
+                   help="what the square shows around the hand: everything (square), or only the hand's box, "
+                        "the rest filled (box: how HaGRID crop sets are cut; train on those and score on frames "
+                        f"cropped this way); default: {CONTEXTS[0]}")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -183,7 +260,8 @@ def _crop(args: argparse.Namespace) -> int:
     splits = [s for arg in args.splits for s in arg.split(",") if s] if args.splits else None
     summary = crop_dataset(args.data_dir, args.out, class_set=class_set_from_args(args), size=args.size,
                            box_scale=args.box_scale, workers=args.workers, splits=splits,
-                           overwrite=args.overwrite, progress=not args.no_progress, box_source=args.box_source)
+                           overwrite=args.overwrite, progress=not args.no_progress, box_source=args.box_source,
+                           context=args.context)
     print(summary)
     print(f"manifest: {summary.out_dir / MANIFEST_NAME}")
     return 0
@@ -269,6 +347,9 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--graphs-dir", default="graphs")
     p.add_argument("--caption", default="", help="which data the numbers come from (printed above the table)")
+    p.add_argument("--also", nargs=2, action="append", default=[], metavar=("MODELS_DIR", "CROPS_DIR"),
+                   help="also score the checkpoints of MODELS_DIR (a folder or one .pt) on their own crops folder "
+                        "(e.g. models trained on crops framed another way), paired with the others by hand")
     p.add_argument("--update-readme", nargs="?", const="README.md", metavar="README",
                    help="write the table into README.md between the results markers")
     e2e = p.add_argument_group("end to end (--end-to-end): detect -> box -> crop/landmarks -> classify on full frames")
@@ -290,9 +371,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.end_to_end:
         return _evaluate_end_to_end(args)
     ckpts = [Path(p) for p in args.checkpoints] or find_checkpoints(args.models_dir)
+    crops_dirs = {}
+    for models, crops in args.also:
+        more = [Path(models)] if Path(models).suffix == ".pt" else find_checkpoints(models)
+        crops_dirs.update({p: Path(crops) for p in more})
+        ckpts += more
     evaluate_checkpoints(ckpts, crops_dir=args.crops_dir, data_dir=args.data_dir, split=args.split,
                          device=args.device, graphs_dir=args.graphs_dir, caption=args.caption,
-                         readme=args.update_readme)
+                         readme=args.update_readme, crops_dirs=crops_dirs)
     print(Path(args.graphs_dir, "results.md").read_text())
     print(f"tables and figures in {args.graphs_dir}/"
           + (f"; README updated: {args.update_readme}" if args.update_readme else ""))
@@ -535,6 +621,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 COMMANDS: list[Command] = [
     Command("inspect", "count images/hands/landmarks/users per split and class, check subject leaks, draw samples",
             _inspect_arguments, _inspect),
+    Command("annotate", "turn a folder of per-class photos or hand crops into a HaGRID v2 dataset (detector "
+            "landmarks, boxes, handedness), or add handedness to a HaGRID v2 dataset", _annotate_arguments, _annotate),
     Command("crop", "crop every hand to a square image and write the crop manifest", _crop_arguments, _crop),
     Command("train", "train one model (any registered name) with the shared engine; DDP under torchrun",
             _train_arguments, _train),

@@ -254,7 +254,7 @@ class _Model:
         inputs: list[HandInput] = []
         slots: list[tuple[int, int]] = []  # (path, hand) of each input
         for j, rec in enumerate(frame.hands):
-            sources = [(0, _Found(rec.bbox, _xyz(rec.landmarks), None, None, rec.landmarks is not None))]
+            sources = [(0, _Found(rec.bbox, _xyz(rec.landmarks), rec.leading_hand, None, rec.landmarks is not None))]
             if match[j] >= 0:
                 d = dets[match[j]]
                 lm = np.asarray(d["landmarks"], dtype=np.float32)
@@ -266,7 +266,8 @@ class _Model:
                 # end to end: the box `predict` would make (the checkpoint's box model when its crops were
                 # centred on landmark boxes); annotated: the annotated box itself
                 inputs.append(self.predictor.hand_input(found, img) if path else
-                              HandInput(box=found.box, landmarks=found.landmarks, landmarks_ok=found.landmarks_ok))
+                              HandInput(box=found.box, landmarks=found.landmarks, landmarks_ok=found.landmarks_ok,
+                                        handedness=found.handedness))
                 slots.append((path, j))
         if inputs:
             for (path, j), hand in zip(slots, self.predictor.classify(img, inputs, path=frame.image), strict=True):

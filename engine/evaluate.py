@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 
 from common.errors import CheckpointMismatchError
@@ -140,6 +141,7 @@ def evaluate_checkpoints(
     graphs_dir: str | Path | None = "graphs",
     caption: str = "",
     readme: str | Path | None = None,
+    crops_dirs: Mapping[str | Path, str | Path] | None = None,
 ) -> Comparison:
     """Score every checkpoint on the same test hands; write tables and figures when ``graphs_dir`` is set.
 
@@ -150,6 +152,9 @@ def evaluate_checkpoints(
     common hands before and after its stored temperature (:func:`engine.metrics.compare_calibration`).
     ``readme`` is checked before any work, so a bad one costs nothing; it gets the results and McNemar
     tables (the calibration table is in ``results.md`` only).
+    ``crops_dirs`` maps some checkpoints to crops folders of their own (models trained on crops framed
+    another way, scored on the same hands cut their way): hands then pair across folders by their key
+    (``<uuid>_<hand>``), and a key whose label differs between folders is an error.
     """
     if not checkpoints:
         raise FileNotFoundError("no checkpoints to evaluate (train a model first: `hand-gestures train`)")
@@ -159,19 +164,26 @@ def evaluate_checkpoints(
     ckpts = {Path(p): load_checkpoint(p) for p in checkpoints}
     temperatures = {p: checkpoint_temperature(c, p) for p, c in ckpts.items()}
     class_names = _common_class_names(ckpts)
-    need_images = any("image" in c["preprocessing"]["inputs"] for c in ckpts.values())
-    table = load_hand_table(crops_dir, data_dir, need_images=need_images, class_names=class_names)
-    note = dropped_note(table)
-    if note:
-        log.warning(note)
-        caption = f"{caption.rstrip()} {note}".strip()
+    folders = {p: Path((crops_dirs or {}).get(p) or (crops_dirs or {}).get(str(p)) or crops_dir) for p in ckpts}
+    tables = {}
+    for folder in dict.fromkeys(folders.values()):
+        need_images = any("image" in ckpts[p]["preprocessing"]["inputs"] for p in ckpts if folders[p] == folder)
+        tables[folder] = load_hand_table(folder, data_dir, need_images=need_images, class_names=class_names)
+        note = dropped_note(tables[folder])
+        if note:
+            log.warning(note)
+            caption = f"{caption.rstrip()} {note}".strip()
     labels = row_labels(ckpts)
+    key_ids = _key_ids(tables.values()) if len(tables) > 1 else None
     preds = {}
     for p, c in ckpts.items():
+        table = tables[folders[p]]
         mp = predict_checkpoint(p, table, split=split, device=dev, ckpt=c)
         mp.name = labels[p]
+        if key_ids is not None:  # rows of different folders: one id per hand key, so models pair by hand
+            mp.index = np.array([key_ids[k] for k in table.keys[mp.index]], dtype=np.int64)
         preds[mp.name] = mp
-    comparison = compare_models(preds, list(table.class_names))
+    comparison = compare_models(preds, list(class_names))
     comparison.extra["checkpoints"] = {labels[p]: str(p) for p in ckpts}
     comparison.extra["calibration"] = compare_calibration(
         preds, comparison.common_index, {labels[p]: t for p, t in temperatures.items()})
@@ -179,10 +191,20 @@ def evaluate_checkpoints(
     if graphs_dir is not None:
         from .reporting.html import write_evaluation_artefacts
 
-        write_evaluation_artefacts(comparison, graphs_dir, list(table.class_names), caption)
+        write_evaluation_artefacts(comparison, graphs_dir, list(class_names), caption)
         if readme is not None:
             update_readme(readme, readme_markdown(comparison, caption))
     return comparison
+
+
+def _key_ids(tables: Sequence[HandTable] | Mapping) -> dict[str, int]:
+    """One id per hand key over several tables (first seen first), so predictions on different crops
+    folders of the same hands can be compared on common hands."""
+    ids: dict[str, int] = {}
+    for t in tables:
+        for k in t.keys:
+            ids.setdefault(k, len(ids))
+    return ids
 
 
 def _common_class_names(ckpts: Mapping[Path, dict]) -> list[str]:

@@ -6,7 +6,8 @@ the ``(B, C)`` logits, with the checkpoint's class names, preprocessing, model n
 in the file's metadata (``metadata_props``), so the file alone is enough to predict. Before the file is
 written, onnxruntime and PyTorch score the same normalised hands (a crops folder, the checkpoint's own
 crops, or synthetic hands) in batches of 1 and more; a different top class or a probability that differs
-by :data:`PARITY_LIMIT` or more is an error and nothing is written.
+by :data:`PARITY_LIMIT` or more is an error and nothing is written. A model built with ``handedness=True``
+has a ``handedness`` ``(B,)`` float input (+1 right, -1 left, 0 unknown), checked on all three values.
 
 The exporter is torch's TorchScript-based one (``dynamo=False``, still in torch 2.15 with a deprecation
 notice): it exports all five models in 0.1-3 s each, where the ``torch.export``-based one took 7-15 s
@@ -40,7 +41,7 @@ from .checkpoint import checkpoint_temperature, load_model
 log = logging.getLogger(__name__)
 
 #: Graph input names, in graph order; a model's graph takes the subset its ``forward`` reads.
-ONNX_INPUTS = ("image", "landmarks", "has_landmarks")
+ONNX_INPUTS = ("image", "landmarks", "has_landmarks", "handedness")
 OUTPUT_NAME = "logits"
 BATCH_AXIS = "batch"
 #: ONNX opset of an export; the TorchScript exporter writes up to :data:`MAX_OPSET`.
@@ -58,7 +59,9 @@ PARITY_BATCHES = (1, 7)
 PARITY_LIMIT = 1e-4
 #: The synthetic set made when no crops are at hand (subjects x frames; a few frames hold two hands).
 SYNTH_SUBJECTS, SYNTH_FRAMES, SYNTH_FRAME_SIZE = 2, 16, (256, 192)
-INPUT_DTYPES = {"image": np.float32, "landmarks": np.float32, "has_landmarks": np.bool_}
+INPUT_DTYPES = {"image": np.float32, "landmarks": np.float32, "has_landmarks": np.bool_, "handedness": np.float32}
+#: The handedness codes a parity check feeds when its hands do not already hold all three.
+HANDEDNESS_CYCLE = (1.0, -1.0, 0.0)
 
 
 # --------------------------------------------------------------------------- the onnxruntime classifier
@@ -170,10 +173,11 @@ class GraphModule(nn.Module):
 
 
 def example_batch(image_size: int | None, n: int = 2) -> dict[str, torch.Tensor]:
-    """A normalised batch of ``n`` zero hands, half without landmarks (traced to build the graph)."""
+    """A normalised batch of ``n`` zero hands, half without landmarks, right and left handed (traced to build
+    the graph)."""
     s = image_size or 1
     return {"image": torch.zeros(n, 3, s, s), "landmarks": torch.zeros(n, 21, 2),
-            "has_landmarks": torch.arange(n) % 2 == 0}
+            "has_landmarks": torch.arange(n) % 2 == 0, "handedness": 1.0 - 2.0 * (torch.arange(n) % 2)}
 
 
 def graph_inputs(model: nn.Module, image_size: int | None) -> tuple[str, ...]:
@@ -269,7 +273,8 @@ def parity_batch(crops_dir: str | Path, preprocessing: Mapping[str, Any], input_
     """Up to ``n`` hands of a crops folder (spread over its manifest) normalised as evaluation normalises
     them, as the graph's inputs. A model that reads ``has_landmarks`` is also checked on hands without
     landmarks: when none of the chosen hands lacks them, every fourth is given none (as the predictor
-    does for a hand whose detected landmarks are poor)."""
+    does for a hand whose detected landmarks are poor). A model that reads ``handedness`` is checked on
+    right, left and unknown hands: when the chosen hands lack one of them, :data:`HANDEDNESS_CYCLE` is fed."""
     from data_loaders.augment import BatchTransform
     from data_loaders.batches import fields, load_crops, usable_rows
     from data_loaders.hand_table import HandTable
@@ -288,6 +293,8 @@ def parity_batch(crops_dir: str | Path, preprocessing: Mapping[str, Any], input_
         off = torch.arange(len(table)) % 4 == 3
         batch["has_landmarks"] = batch["has_landmarks"] & ~off
         batch["landmarks"] = torch.where(off[:, None, None], torch.zeros_like(batch["landmarks"]), batch["landmarks"])
+    if "handedness" in input_names and len(torch.unique(batch["handedness"])) < len(HANDEDNESS_CYCLE):
+        batch["handedness"] = torch.tensor(HANDEDNESS_CYCLE)[torch.arange(len(table)) % len(HANDEDNESS_CYCLE)]
     return {k: batch[k] for k in input_names}
 
 

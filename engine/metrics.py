@@ -132,10 +132,14 @@ def classification_metrics(
     num_classes: int,
     class_names: Sequence[str] | None = None,
 ) -> dict:
-    """Accuracy, macro F1/precision/recall (``labels=range(C)``, ``zero_division=0``:
-    a class absent from both ``y_true`` and ``y_pred`` counts as 0), per-class report
-    keyed by class name and the confusion matrix (rows = true, columns = predicted)
-    as counts and row-normalised."""
+    """Accuracy, macro F1/precision/recall, per-class report keyed by class name and the confusion
+    matrix (rows = true, columns = predicted) as counts and row-normalised.
+
+    The macro averages run over the classes *present* in ``y_true`` (support > 0; their number is
+    ``n_classes``), not over all ``num_classes``: a class with no hand in the evaluated set has no
+    recall to measure, and counting it as 0 would report e.g. 62.0 instead of 85.8 on a set holding
+    13 of 18 classes. A present class never predicted scores 0 (``zero_division=0``); predictions of an
+    absent class still count, as errors of the true classes. The per-class report keeps every class."""
     y_true = np.asarray(y_true, dtype=np.int64).reshape(-1)
     y_pred = np.asarray(y_pred, dtype=np.int64).reshape(-1)
     if len(y_true) != len(y_pred):
@@ -152,7 +156,7 @@ def classification_metrics(
         cm = np.zeros((num_classes, num_classes), dtype=np.int64)
         per_class = {c: {"precision": nan, "recall": nan, "f1": nan, "support": 0} for c in names}
         return {
-            "n": 0, "accuracy": nan, "macro_f1": nan, "macro_precision": nan, "macro_recall": nan,
+            "n": 0, "n_classes": 0, "accuracy": nan, "macro_f1": nan, "macro_precision": nan, "macro_recall": nan,
             "per_class": per_class, "confusion": cm, "confusion_normalized": row_normalize(cm),
             "class_names": names,
         }
@@ -164,12 +168,14 @@ def classification_metrics(
         c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
         for i, c in enumerate(names)
     }
+    present = s > 0
     return {
         "n": n,
+        "n_classes": int(present.sum()),
         "accuracy": float(np.mean(y_true == y_pred)),
-        "macro_f1": float(np.mean(f)),
-        "macro_precision": float(np.mean(p)),
-        "macro_recall": float(np.mean(r)),
+        "macro_f1": float(np.mean(f[present])),
+        "macro_precision": float(np.mean(p[present])),
+        "macro_recall": float(np.mean(r[present])),
         "per_class": per_class,
         "confusion": cm,
         "confusion_normalized": row_normalize(cm),
@@ -177,13 +183,13 @@ def classification_metrics(
     }
 
 
-def _macro_f1_from_counts(cms: np.ndarray) -> np.ndarray:
-    """Macro F1 of a stack of confusion matrices ``(..., C, C)``, as scikit-learn
-    computes it with ``labels=range(C)`` and ``zero_division=0``."""
+def _macro_f1_from_counts(cms: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Macro F1 of a stack of confusion matrices ``(..., C, C)`` over the classes ``present`` (a ``(C,)``
+    mask), each F1 as scikit-learn computes it with ``zero_division=0``."""
     tp = np.diagonal(cms, axis1=-2, axis2=-1).astype(np.float64)
     denom = cms.sum(axis=-1) + cms.sum(axis=-2)  # true + predicted = 2tp + fp + fn
     f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return f1.mean(axis=-1)
+    return f1[..., present].mean(axis=-1)
 
 
 _NAMED_METRICS = ("accuracy", "macro_f1")
@@ -202,6 +208,9 @@ def bootstrap_ci(
     with replacement.
 
     ``metric`` is ``"accuracy"``, ``"macro_f1"`` or a callable ``(y_true, y_pred) -> float``.
+    ``"macro_f1"`` averages over a fixed set of classes in every resample, those present in the full
+    ``y_true`` (as :func:`classification_metrics` does), so every resample scores the same classes
+    (one that a resample happens to miss scores 0 there).
     The named metrics depend only on the confusion counts, and resampling ``n``
     hands with replacement gives counts that are exactly multinomial(``n``, cell
     frequencies) — binomial for accuracy — so the resamples are drawn as counts:
@@ -230,7 +239,8 @@ def bootstrap_ci(
         _check_labels(y_pred, num_classes, "y_pred")
         cells = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
         draws = rng.multinomial(n, cells / n, size=n_boot)
-        values = _macro_f1_from_counts(draws.reshape(n_boot, num_classes, num_classes))
+        present = np.bincount(y_true, minlength=num_classes) > 0
+        values = _macro_f1_from_counts(draws.reshape(n_boot, num_classes, num_classes), present)
     elif callable(metric):
         values = np.empty(n_boot, dtype=np.float64)
         for b in range(n_boot):
@@ -341,8 +351,8 @@ def orientation_pair_confusion(
 #: Columns of :attr:`Comparison.rows`, in order (also the columns of ``results.csv``).
 ROW_FIELDS = (
     "model", "n_common", "acc", "acc_low", "acc_high", "macro_f1", "f1_low", "f1_high",
-    "precision", "recall", "n_all", "acc_all", "acc_all_low", "acc_all_high",
-    "f1_all", "f1_all_low", "f1_all_high", "n_params", "ms_per_sample", "device",
+    "precision", "recall", "n_classes", "n_all", "acc_all", "acc_all_low", "acc_all_high",
+    "f1_all", "f1_all_low", "f1_all_high", "n_classes_all", "n_params", "ms_per_sample", "device",
 )
 #: Columns of :attr:`Comparison.pairwise` (also the columns of ``pairwise.csv``).
 PAIR_FIELDS = (
@@ -458,9 +468,9 @@ def _model_row(name: str, p: ModelPredictions, s: ModelPredictions, mc: dict, ma
         "model": name, "n_common": mc["n"],
         "acc": mc["accuracy"], "acc_low": acc_lo, "acc_high": acc_hi,
         "macro_f1": mc["macro_f1"], "f1_low": f1_lo, "f1_high": f1_hi,
-        "precision": mc["macro_precision"], "recall": mc["macro_recall"],
+        "precision": mc["macro_precision"], "recall": mc["macro_recall"], "n_classes": mc["n_classes"],
         "n_all": ma["n"], "acc_all": ma["accuracy"], "acc_all_low": acca_lo, "acc_all_high": acca_hi,
-        "f1_all": ma["macro_f1"], "f1_all_low": f1a_lo, "f1_all_high": f1a_hi,
+        "f1_all": ma["macro_f1"], "f1_all_low": f1a_lo, "f1_all_high": f1a_hi, "n_classes_all": ma["n_classes"],
         "n_params": int(p.n_params), "ms_per_sample": float(p.ms_per_sample), "device": p.device,
     }
 

@@ -16,6 +16,10 @@ Probabilities are ``softmax(logits / T)`` with the checkpoint's fitted temperatu
 (``ckpt["calibration"]["temperature"]``, 1 when uncalibrated). A hand whose best probability is below
 ``min_confidence`` is labelled ``"unknown"``; so is a hand without usable landmarks for a landmark-only
 model (note ``"no landmarks"``), while fusion scores it on its image branch (``has_landmarks`` False).
+
+A checkpoint whose preprocessing lists the ``handedness`` input (a model trained with ``handedness=True``) gets
+each hand's handedness as training encoded it: +1 right, -1 left (the detector's, the person's own hand), 0
+when unknown (e.g. ``classify(image, hands)`` with boxes and no handedness).
 """
 from __future__ import annotations
 
@@ -34,8 +38,9 @@ from PIL import Image, ImageOps
 from common.errors import CheckpointMismatchError, UsageError, UserFacingError
 from data_loaders.augment import IMAGENET_MEAN, IMAGENET_STD, BatchTransform
 from data_loaders.batches import load_crop
-from data_loaders.crop import FILL, JPEG_QUALITY, RESAMPLE, cut_square, draft_request, square_box
+from data_loaders.crop import CONTEXTS, FILL, JPEG_QUALITY, RESAMPLE, box_pixels, cut_square, draft_request, square_box
 from data_loaders.hand_graph import NUM_NODES
+from data_loaders.hand_table import handedness_code
 from data_loaders.images import open_rgb
 from data_loaders.landmarks import METHODS, normalize_landmarks
 
@@ -47,6 +52,8 @@ NOTE_LOW_CONFIDENCE = "below min_confidence"
 #: Box sources a checkpoint's crops may have been centred on, that prediction can reproduce.
 KNOWN_BOX_SOURCES = ("annotation", "landmarks")
 TOP_K = 3
+#: Inputs a checkpoint's preprocessing may list (``handedness`` only with one of the others).
+KNOWN_INPUTS = ("image", "landmarks", "handedness")
 
 log = logging.getLogger(__name__)
 Logits = Callable[[dict], np.ndarray]
@@ -111,6 +118,7 @@ class InputSpec:
     quality: int  # JPEG quality the crop step saved the training crops with
     box_source: str
     box_model: dict | None
+    context: str = "square"  # "box": the square outside the hand's box is filled, as the crops were
 
     @property
     def landmarks_only(self) -> bool:
@@ -123,8 +131,8 @@ def input_spec(pre: dict, path: str | Path) -> InputSpec:
         return CheckpointMismatchError(f"{path}: cannot reproduce this checkpoint's preprocessing: {problem}")
 
     inputs = tuple(pre.get("inputs") or ())
-    if not inputs or set(inputs) - {"image", "landmarks"}:
-        raise refuse(f"inputs {list(inputs)} (known: image, landmarks)")
+    if not set(inputs) & {"image", "landmarks"} or set(inputs) - set(KNOWN_INPUTS):
+        raise refuse(f"inputs {list(inputs)} (known: {', '.join(KNOWN_INPUTS)}, with image or landmarks)")
     if "landmarks" in inputs and pre.get("landmark_norm") not in METHODS:
         raise refuse(f"landmark_norm {pre.get('landmark_norm')!r} (known: {', '.join(METHODS)})")
     crop = dict(pre.get("crop") or {})
@@ -132,7 +140,8 @@ def input_spec(pre: dict, path: str | Path) -> InputSpec:
                      crop_size=crop.get("size"), box_scale=crop.get("box_scale"),
                      fill=FILL if crop.get("fill") is None else crop["fill"],
                      quality=JPEG_QUALITY if crop.get("quality") is None else int(crop["quality"]),
-                     box_source=crop.get("box_source") or "annotation", box_model=crop.get("box_model"))
+                     box_source=crop.get("box_source") or "annotation", box_model=crop.get("box_model"),
+                     context=crop.get("context") or "square")
     if "image" in inputs:
         _check_image_preprocessing(spec, pre, crop, refuse)
     if spec.box_model is not None:
@@ -149,6 +158,8 @@ def _check_image_preprocessing(spec: InputSpec, pre: dict, crop: dict, refuse: C
     """The crop and pixel settings an image model was trained with must be ones this code produces."""
     if not isinstance(spec.image_size, int) or spec.image_size <= 0:
         raise refuse(f"image model without a usable image_size ({spec.image_size!r})")
+    if spec.context not in CONTEXTS:
+        raise refuse(f"crop context {spec.context!r} (known: {', '.join(CONTEXTS)})")
     if spec.box_source not in KNOWN_BOX_SOURCES:
         raise refuse(f"crops centred on box_source {spec.box_source!r} (known: {', '.join(KNOWN_BOX_SOURCES)})")
     if crop.get("resample") not in (None, RESAMPLE):
@@ -418,23 +429,25 @@ class GesturePredictor:
         probs = np.zeros((len(hands), len(self.class_names)))
         if len(scored):
             batch = self.batch(img, [boxes[i] for i in scored], [hands[i].landmarks for i in scored], usable[scored],
-                               path=path)
+                               path=path, handedness=[hands[i].handedness for i in scored])
             probs[scored] = softmax(self._logits(batch), self.temperature)
         done = set(scored.tolist())
         return [self._hand(i, h, boxes[i], probs[i], i in done, usable[i]) for i, h in enumerate(hands)]
 
     def batch(self, img: Image.Image, boxes: Sequence[tuple], landmarks: Sequence, usable: np.ndarray, *,
-              path: str | Path | None = None) -> dict:
+              path: str | Path | None = None, handedness: Sequence[str | None] | None = None) -> dict:
         """The normalised model batch for these hands, built as training builds it: ``image`` for image models,
-        ``landmarks`` and ``has_landmarks`` for landmark models (fusion: all three). ``path``: the file ``img``
-        was read from, decoded again as the crop step decodes it when that differs (a drafted JPEG)."""
+        ``landmarks`` and ``has_landmarks`` for landmark models (fusion: all three), and ``handedness`` (from
+        ``"right"``/``"left"``/None per hand; all unknown when not given) for models that read it. ``path``: the
+        file ``img`` was read from, decoded again as the crop step decodes it when that differs (a drafted JPEG)."""
         img = with_true_geometry(img)
         spec, wh = self.spec, image_wh(img)
         raw: dict[str, torch.Tensor] = {}
         if "image" in spec.inputs:
             squares = [square_box(b, wh, spec.box_scale) for b in boxes]
             src = self._crop_source(img, wh, squares, path)
-            raw["image"] = torch.from_numpy(np.stack([self._training_crop(src, sq) for sq in squares]))
+            keeps = [box_pixels(b, wh) if spec.context == "box" else None for b in boxes]
+            raw["image"] = torch.from_numpy(np.stack([self._training_crop(src, sq, k) for sq, k in zip(squares, keeps)]))
         if "landmarks" in spec.inputs:
             lm = np.zeros((len(boxes), NUM_NODES, 2), dtype=np.float32)
             if usable.any():
@@ -444,6 +457,9 @@ class GesturePredictor:
                                               bbox=np.asarray([boxes[i] for i in idx]))
             raw["landmarks"] = torch.from_numpy(lm)
             raw["has_landmarks"] = torch.from_numpy(np.asarray(usable, dtype=bool))
+        if "handedness" in spec.inputs:
+            codes = [handedness_code(h) for h in (handedness or [None] * len(boxes))]
+            raw["handedness"] = torch.tensor(codes, dtype=torch.float32)
         return self._transform(raw, train=False)
 
     def _crop_source(self, img: Image.Image, wh: tuple[int, int], squares: Sequence[tuple], path: Path | None):
@@ -456,12 +472,12 @@ class GesturePredictor:
         drafted = open_rgb(path, draft_to=want)
         return drafted if tuple(drafted.info["original_size"]) == tuple(wh) else img  # the file changed: keep img
 
-    def _training_crop(self, img: Image.Image, square: tuple[int, int, int]) -> np.ndarray:
+    def _training_crop(self, img: Image.Image, square: tuple[int, int, int], keep: tuple | None = None) -> np.ndarray:
         """One ``(3, S, S)`` uint8 crop exactly as training read it: cut, saved as the crop step's JPEG, read
         back by :func:`~data_loaders.batches.load_crop` (resized with PIL when the model's size differs)."""
         spec = self.spec
         buf = io.BytesIO()
-        cut_square(img, square, spec.crop_size, spec.fill).save(buf, format="JPEG", quality=spec.quality)
+        cut_square(img, square, spec.crop_size, spec.fill, keep=keep).save(buf, format="JPEG", quality=spec.quality)
         buf.seek(0)
         return load_crop(buf, spec.image_size)  # type: ignore[arg-type] -- PIL reads file objects too
 

@@ -31,10 +31,12 @@ from common.errors import CheckpointMismatchError, UsageError
 from common.files import atomic_write_text
 from data_loaders.augment import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, BatchTransform
 from data_loaders.batches import load_hand_table, make_batches, usable_rows
-from data_loaders.classes import DEFAULT_CLASSES, make_class_set
+from data_loaders.classes import DATASET_CLASSES, DEFAULT_CLASSES, make_class_set
+from data_loaders.hagrid import dataset_labels
 from data_loaders.landmarks import METHODS as LANDMARK_NORMS
+from data_loaders.manifest import MANIFEST_NAME
 from model_classes import create_model, list_models, model_spec
-from model_classes.registry import UnknownHyperparameterError, UnknownModelError
+from model_classes.registry import UnknownHyperparameterError, UnknownModelError, model_inputs
 
 from .calibration import calibrate_checkpoint, calibrate_training_run, describe
 from .checkpoint import (
@@ -46,6 +48,8 @@ from .checkpoint import (
     fusion_from_checkpoints,
     load_checkpoint,
     make_checkpoint,
+    recorded_inputs,
+    unwrap,
 )
 from .distributed import DistInfo, barrier, check_device, cleanup_distributed, init_distributed, resolve_device
 from .loop import evaluate, train_one_epoch
@@ -54,6 +58,10 @@ from .reporting.plots import HISTORY_FIELDS, plot_history
 
 PLOT_EVERY_S = 10.0  # redraw the curves at most this often during a run (always at the end)
 IN_MEMORY = ("auto", "yes", "no")
+#: A model with handedness as an input trains only when at least this share of the training hands know theirs.
+MIN_HANDEDNESS_KNOWN = 0.5
+HANDEDNESS_FIX = ("v2 annotations carry no handedness: run `hand-gestures annotate --hagrid <root> --out <dir>` "
+                  "and crop that")
 
 
 def _option(default: Any = None, help: str | None = None, **flag: Any) -> Any:
@@ -93,6 +101,9 @@ class TrainConfig:
     augment: bool = _option(True, name="no_augment", negate=True)
     num_workers: int = _option(2, name="workers")
     in_memory: str = _option("auto", choices=IN_MEMORY)
+    decoded_cache: bool = _option(True, "crops too large for memory: decode the JPEGs every epoch instead of "
+                                  "once into <crops-dir>/.decoded/ (a memory-mapped cache)",
+                                  name="no_decoded_cache", negate=True)
     amp: bool = _option(True, name="no_amp", negate=True)
     resume: bool = _option(False, "continue from <run>.last.pt")
     max_train_batches: int | None = _option()  # cap per epoch, for smoke runs
@@ -199,33 +210,69 @@ class _Data:
     transform: BatchTransform
     eval_transform: BatchTransform
     preprocessing: dict
+    handedness_known: float = 0.0  # share of the training hands whose handedness is known
+
+
+def _requested_classes(cfg: TrainConfig) -> tuple[str, ...] | None:
+    """The class names to train on; for ``--classes dataset`` the crops folder's own (None) or, training
+    from annotations, the labels the dataset holds."""
+    if cfg.classes != DATASET_CLASSES:
+        return make_class_set(cfg.classes, cfg.include_no_gesture).names
+    if (Path(cfg.crops_dir) / MANIFEST_NAME).is_file() or not cfg.data_dir:
+        return None
+    return make_class_set(dataset_labels(cfg.data_dir), cfg.include_no_gesture).names
 
 
 def _setup_data(cfg: TrainConfig, settings: dict, device: torch.device, dist: DistInfo) -> _Data:
     """The hand table, its train/val batches and transforms, and the preprocessing to record."""
     spec = model_spec(cfg.model)
-    requested = make_class_set(cfg.classes, cfg.include_no_gesture).names
+    requested = _requested_classes(cfg)
     table = load_hand_table(cfg.crops_dir, cfg.data_dir, class_names=requested, need_images="image" in spec.inputs)
     table = usable_rows(table, spec.inputs)
     train_t, val_t = table.split_view(cfg.train_split), table.split_view(cfg.val_split)
+    if "handedness" in model_inputs(cfg.model, cfg.hparams):  # refuse before any crop is read
+        _check_handedness(cfg, train_t.handedness_known)
     common = dict(inputs=spec.inputs, image_size=spec.image_size, landmark_norm=cfg.landmark_norm,
                   seed=cfg.seed, device=device, rank=dist.rank, world=dist.world,
-                  num_workers=cfg.num_workers, in_memory=cfg.in_memory, progress=cfg.progress and dist.is_main)
+                  num_workers=cfg.num_workers, in_memory=cfg.in_memory, progress=cfg.progress and dist.is_main,
+                  decoded_cache=cfg.decoded_cache)
     train_b = make_batches(train_t, batch_size=settings["batch_size"], shuffle=True, split=cfg.train_split, **common)
     val_b = make_batches(val_t, batch_size=max(settings["batch_size"], 256), shuffle=False, split=cfg.val_split,
                          **common)
     augment = AugmentConfig.from_recipe(recipe(cfg.model)["augment"]) if cfg.augment else None
     preprocessing = {
-        "inputs": list(spec.inputs), "image_size": spec.image_size, "landmark_norm": cfg.landmark_norm,
+        "inputs": list(model_inputs(cfg.model, cfg.hparams)), "image_size": spec.image_size,
+        "landmark_norm": cfg.landmark_norm,
         "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
         "crop": _crop_settings(table.meta.get("crop_info") or {}),
     }
     data = _Data(list(table.class_names), train_b, val_b,
                  BatchTransform(cfg.landmark_norm, spec.image_size, augment, seed=cfg.seed, rank=dist.rank),
-                 BatchTransform(cfg.landmark_norm, spec.image_size, None), preprocessing)
+                 BatchTransform(cfg.landmark_norm, spec.image_size, None), preprocessing, train_t.handedness_known)
     _say(cfg, dist, f"[{cfg.name}] {len(train_t)} train / {len(val_t)} val hands, {len(data.class_names)} classes, "
          f"device {device}" + (f", {dist.world} processes" if dist.enabled else ""))
     return data
+
+
+def _check_handedness(cfg: TrainConfig, known: float) -> None:
+    """A model reading handedness needs training hands that know theirs (HaGRID v1's ``leading_hand``, or
+    ``hand-gestures annotate``): a one-line :class:`UsageError` naming the fix when too few do."""
+    if known < MIN_HANDEDNESS_KNOWN:
+        raise UsageError(f"handedness input (--hparam handedness=true): only {known:.1%} of the "
+                         f"{cfg.train_split!r} hands know their handedness (at least {MIN_HANDEDNESS_KNOWN:.0%} "
+                         f"needed); {HANDEDNESS_FIX}")
+
+
+def _record_inputs(cfg: TrainConfig, dist: DistInfo, model: nn.Module, data: _Data) -> None:
+    """The inputs the built model reads go into the checkpoint's preprocessing (a resumed model, or fusion
+    started from a GCN trained with handedness, may read more than ``--hparam`` says); a model reading
+    handedness is checked against the data and the share known is logged."""
+    inputs = recorded_inputs(unwrap(model), data.preprocessing["inputs"])
+    data.preprocessing["inputs"] = inputs
+    if "handedness" in inputs:
+        _check_handedness(cfg, data.handedness_known)
+        _say(cfg, dist, f"[{cfg.name}] handedness is an input: known for {data.handedness_known:.1%} of the "
+             f"{cfg.train_split} hands (unknown ones read 0)")
 
 
 def _crop_settings(crop_info: dict) -> dict:
@@ -234,6 +281,7 @@ def _crop_settings(crop_info: dict) -> dict:
     were all cut around the annotated box), with the box model when it was landmark-derived."""
     crop = {k: crop_info.get(k) for k in ("size", "box_scale", "fill", "resample", "quality")}
     crop["box_source"] = crop_info.get("box_source") or "annotation"
+    crop["context"] = crop_info.get("context") or "square"
     if crop_info.get("box_model") is not None:
         crop["box_model"] = crop_info["box_model"]
     return crop
@@ -337,6 +385,7 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
     data = _setup_data(cfg, settings, device, dist)
     resume = _load_resume(cfg, saver.last, data.class_names, settings, dist)
     model = _build_model(cfg, data.class_names, resume, saver.last).to(device)
+    _record_inputs(cfg, dist, model, data)
     channels_last = device.type == "cuda" and "image" in model_spec(cfg.model).inputs
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -21,6 +21,10 @@ Args:
     freeze_branches (bool): train only the head, branches kept in eval mode (default ``False``).
     modality_dropout (float): probability, in training, of treating a hand's landmarks as missing
         (default ``0.2``).
+    handedness (bool): the GCN branch also reads ``batch["handedness"]`` (see :mod:`model_classes.gcn`;
+        default ``False``). Either this or ``gcn={"handedness": true}`` turns it on, and both are then
+        stored true (a branch started from a GCN trained with it keeps it). Only the landmark path reads
+        it: where landmarks are missing the graph embedding is the "missing" vector, handedness included.
 
 ``FusionModel.from_unimodal`` starts the branches from trained unimodal models. The stored
 ``hparams["resnet"]["weights"]`` is ``None``, so a checkpoint rebuild never downloads.
@@ -34,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from .gcn import HandGCN
-from .registry import create_model, model_spec, register_model
+from .registry import check_bool, create_model, handedness_input, model_spec, register_model
 from .resnet import IMAGE_SIZE, ResNet34Classifier
 
 MODES = ("feature", "logit")
@@ -81,7 +85,7 @@ class LogitFusionHead(nn.Module):
 
 
 class FusionModel(nn.Module):
-    inputs = ("image", "landmarks")
+    inputs: tuple[str, ...] = ("image", "landmarks")
 
     def __init__(
         self,
@@ -114,7 +118,9 @@ class FusionModel(nn.Module):
             **head.hparams,
             "freeze_branches": self.freeze_branches,
             "modality_dropout": self.modality_dropout,
+            "handedness": graph_branch.hparams.get("handedness", False),
         }
+        self.inputs = type(self).inputs + handedness_input(self.hparams)
         self.pretrained = {"resnet": getattr(image_branch, "pretrained", None), "gcn": None}
         if self.freeze_branches:
             for branch in (self.image_branch, self.graph_branch):
@@ -157,7 +163,7 @@ class FusionModel(nn.Module):
         """A fusion model whose branches start as copies of trained ``resnet_model`` and ``gcn_model``.
 
         ``hparams``: ``mode``, ``head_hidden``, ``head_dropout``, ``graph_weight``,
-        ``freeze_branches``, ``modality_dropout``; a branch's architecture comes from its
+        ``freeze_branches``, ``modality_dropout``, ``handedness``; a branch's architecture comes from its
         model. Either model may be ``None``: that branch is then built from ``resnet=``/``gcn=``
         in ``hparams`` (or the defaults, i.e. ImageNet weights for the ResNet) as by
         ``create_model("fusion", ...)``.
@@ -183,7 +189,12 @@ class FusionModel(nn.Module):
         return model
 
 
-@register_model("fusion", inputs=("image", "landmarks"), image_size=IMAGE_SIZE)
+def _fusion_extra_inputs(hparams: dict) -> tuple[str, ...]:
+    """Handedness when the fusion model or its GCN branch has it on."""
+    return handedness_input(hparams) or handedness_input(dict(hparams.get("gcn") or {}))
+
+
+@register_model("fusion", inputs=("image", "landmarks"), image_size=IMAGE_SIZE, extra_inputs=_fusion_extra_inputs)
 def build_fusion(
     num_classes: int,
     resnet: Mapping[str, Any] = RESNET_DEFAULTS,
@@ -194,12 +205,16 @@ def build_fusion(
     graph_weight: float = 1.0,
     freeze_branches: bool = False,
     modality_dropout: float = 0.2,
+    handedness: bool = False,
 ) -> FusionModel:
     if mode not in MODES:
         raise ValueError(f"unknown fusion mode {mode!r}; choose from {MODES}")
     # partial sub-dicts are completed from the branch defaults; unknown keys raise from create_model
+    gcn_hparams = {**GCN_DEFAULTS, **(gcn or {})}
+    gcn_hparams["handedness"] = check_bool("handedness", handedness) or check_bool("gcn handedness",
+                                                                                  gcn_hparams["handedness"])
     image_branch = create_model("resnet34", num_classes, **{**RESNET_DEFAULTS, **(resnet or {})})
-    graph_branch = create_model("gcn", num_classes, **{**GCN_DEFAULTS, **(gcn or {})})
+    graph_branch = create_model("gcn", num_classes, **gcn_hparams)
     if mode == "feature":
         head: nn.Module = FeatureFusionHead(
             image_branch.embed_dim, graph_branch.embed_dim, num_classes, hidden=head_hidden, dropout=head_dropout

@@ -22,6 +22,11 @@ Args:
         default), ``"mean"`` or ``"flatten"`` (the 21 node vectors concatenated, projected to ``hidden``).
     extra_edges (Sequence[str]): named edge sets of :mod:`data_loaders.hand_graph` (default none).
     dropout (float): dropout before the linear head (default ``0.1``).
+    handedness (bool): also read ``batch["handedness"]`` ``(B,)`` (+1 right, -1 left, 0 unknown), appended
+        to every joint's features (default ``False``). On the nodes rather than the pooled embedding: a
+        right hand's back view and a left hand's palm view have the same 2-D points, so what separates
+        ``stop`` from ``stop_inverted`` is the geometry *given* the hand, an interaction every convolution
+        can learn; appended to the readout it would only shift the linear head's logits.
 
 Why joint identity matters, parameter counts: ``docs/models.md``.
 """
@@ -39,7 +44,7 @@ with warnings.catch_warnings():  # PyG's import trips torch's own torch.jit.scri
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     from torch_geometric.nn import DenseGCNConv
 
-from .registry import register_model
+from .registry import check_bool, handedness_input, register_model
 
 NODE_FEATURES = {"xy": 2, "xy+bone": 4}
 READOUTS = ("weighted", "mean", "flatten")
@@ -55,9 +60,9 @@ def node_feature_tensor(landmarks: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"unknown node_features {kind!r}; choose from {sorted(NODE_FEATURES)}")
 
 
-@register_model("gcn", inputs=("landmarks",))
+@register_model("gcn", inputs=("landmarks",), extra_inputs=handedness_input)
 class HandGCN(nn.Module):
-    inputs = ("landmarks",)
+    inputs: tuple[str, ...] = ("landmarks",)
 
     def __init__(
         self,
@@ -69,6 +74,7 @@ class HandGCN(nn.Module):
         readout: str = "weighted",
         extra_edges: Sequence[str] = (),
         dropout: float = 0.1,
+        handedness: bool = False,
     ) -> None:
         super().__init__()
         if node_features not in NODE_FEATURES:
@@ -90,7 +96,9 @@ class HandGCN(nn.Module):
             "readout": readout,
             "extra_edges": extra_edges,
             "dropout": float(dropout),
+            "handedness": check_bool("handedness", handedness),
         }
+        self.inputs = type(self).inputs + handedness_input(self.hparams)
         n = hand_graph.NUM_NODES
         try:
             adj = hand_graph.adjacency(extra_edges)
@@ -98,7 +106,7 @@ class HandGCN(nn.Module):
             raise ValueError(str(e.args[0])) from None
         # rebuilt from the hparams, so not part of the state dict
         self.register_buffer("adj", adj, persistent=False)
-        dims = [NODE_FEATURES[node_features]] + [hidden] * num_layers
+        dims = [NODE_FEATURES[node_features] + int(handedness)] + [hidden] * num_layers
         self.convs = nn.ModuleList(DenseGCNConv(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.node_embedding = nn.Parameter(torch.zeros(n, hidden)) if node_embedding else None
         if self.node_embedding is not None:
@@ -115,6 +123,9 @@ class HandGCN(nn.Module):
     def node_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``(B, 21, hidden)`` node vectors after the last convolution."""
         x = node_feature_tensor(batch["landmarks"], self.hparams["node_features"])
+        if self.hparams["handedness"]:
+            h = batch["handedness"].to(x.dtype)[:, None, None].expand(-1, x.shape[1], 1)
+            x = torch.cat([x, h], dim=-1)
         for i, conv in enumerate(self.convs):
             x = conv(x, self.adj)
             if i == 0 and self.node_embedding is not None:

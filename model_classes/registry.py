@@ -7,11 +7,13 @@ Usage::
     model = create_model("gcn", 18, hidden=64, node_features="xy+bone")
     spec = model_spec("gcn")          # spec.inputs, spec.image_size, spec.default_hparams
     again = create_model("gcn", 18, **model.hparams)   # same architecture, fresh weights
+    model_inputs("gcn", {"handedness": True})          # ("landmarks", "handedness")
 
 A factory (a function or the model class itself) is ``factory(num_classes, **hparams) -> nn.Module``
 whose hyperparameters are keyword arguments with defaults: those defaults are ``default_hparams``.
 Each model stores the full resolved dict in ``model.hparams``, which is what a checkpoint stores to
-rebuild it. This module imports no model module: each registers itself with :func:`register_model`
+rebuild it. Optional inputs switched on by a hyperparameter (``handedness``) are the spec's
+``extra_inputs(hparams)``; :func:`model_inputs` gives a model's full list. This module imports no model module: each registers itself with :func:`register_model`
 when :mod:`model_classes` imports it.
 """
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any, Callable
 import torch.nn as nn
 
 VALID_INPUTS = ("landmarks", "image")
+#: Inputs a hyperparameter switches on (a model's ``extra_inputs``), in the order they follow the others.
+OPTIONAL_INPUTS = ("handedness",)
 
 
 class UnknownModelError(KeyError):
@@ -46,6 +50,8 @@ class ModelSpec:
     image_size: int | None
     default_hparams: dict[str, Any]
     factory: Callable[..., nn.Module] = field(repr=False, compare=False)
+    #: resolved hparams -> the :data:`OPTIONAL_INPUTS` they switch on (None: none ever)
+    extra_inputs: Callable[[dict], tuple[str, ...]] | None = field(default=None, repr=False, compare=False)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -71,9 +77,11 @@ def register_model(
     *,
     inputs: tuple[str, ...] | list[str],
     image_size: int | None = None,
+    extra_inputs: Callable[[dict], tuple[str, ...]] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering ``factory(num_classes, **hparams) -> nn.Module`` (a function or a model
-    class) under ``name``; returns the factory unchanged."""
+    class) under ``name``; returns the factory unchanged. ``extra_inputs(hparams)`` names the
+    :data:`OPTIONAL_INPUTS` that hyperparameters switch on (e.g. :func:`handedness_input`)."""
     inputs = tuple(inputs)
     bad = [i for i in inputs if i not in VALID_INPUTS]
     if not inputs or bad:
@@ -90,6 +98,7 @@ def register_model(
             image_size=image_size,
             default_hparams=_hparam_defaults(factory),
             factory=factory,
+            extra_inputs=extra_inputs,
         )
         return factory
 
@@ -113,7 +122,31 @@ def model_spec(name: str) -> ModelSpec:
         image_size=spec.image_size,
         default_hparams=copy.deepcopy(spec.default_hparams),
         factory=spec.factory,
+        extra_inputs=spec.extra_inputs,
     )
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A yes/no hyperparameter must be a bool (``--hparam handedness=true`` parses as JSON ``true``; the
+    string ``"True"`` or ``1`` is refused rather than read as a guess)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def handedness_input(hparams: dict) -> tuple[str, ...]:
+    """``("handedness",)`` when ``hparams["handedness"]`` is True: the model then reads ``batch["handedness"]``
+    ((B,) float: +1 right, -1 left, 0 unknown)."""
+    return ("handedness",) if hparams.get("handedness") is True else ()
+
+
+def model_inputs(name: str, hparams: dict | None = None) -> tuple[str, ...]:
+    """Every batch input model ``name`` built with ``hparams`` (defaults filled in) reads: the spec's
+    ``inputs`` then the optional ones its hyperparameters switch on. What a checkpoint's
+    ``preprocessing["inputs"]`` records, so evaluation, prediction and export supply them."""
+    spec = model_spec(name)
+    extra = spec.extra_inputs({**spec.default_hparams, **(hparams or {})}) if spec.extra_inputs else ()
+    return spec.inputs + tuple(i for i in OPTIONAL_INPUTS if i in extra)
 
 
 def create_model(name: str, num_classes: int, **hparams: Any) -> nn.Module:

@@ -102,3 +102,15 @@ def test_bench_seed_ratio_tiny(tmp_path, tiny_set, capsys):
     assert res["gcn"]["seed"]["samples_s"] > 0 and res["gcn"]["ours"]["samples_s"] > 0
     assert (tmp_path / "seed_ratio.json").is_file() and (tmp_path / "seed_ratio.md").is_file()
     assert "ours / seed" in capsys.readouterr().out
+
+
+def test_bench_crop_cache_tiny(tmp_path, capsys):
+    bench = _load("bench_crop_cache")
+    res = bench.main(["--tiny", "--work-dir", str(tmp_path), "--no-progress", "--out", str(tmp_path / "cache.json")])
+    assert res["n"] > 0 and res["cache_bytes"] == res["n"] * 3 * 64 * 64 and res["cache_build_s"] > 0
+    for k in ("jpeg_data_img_s", "cache_data_img_s", "jpeg_train_img_s", "cache_train_img_s"):
+        assert res[k] > 0, k
+    assert json.loads((tmp_path / "cache.json").read_text())["n"] == res["n"]
+    out = capsys.readouterr().out
+    assert "data epoch, decoded cache" in out and "cnn training epoch, JPEG DataLoader" in out
+    assert not list(tmp_path.glob("bench_crop_cache_tiny_*"))  # its temporary crops are removed

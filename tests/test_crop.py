@@ -373,3 +373,20 @@ def test_real_sample_val_subset(hagrid_sample, tmp_path):
     s = crop_dataset(hagrid_sample, tmp_path / "v", splits=["val"], size=64, workers=2, progress=False)
     assert s.n_crops == 167 and s.splits == ["val"]
     assert {e["split"] for e in read_manifest(tmp_path / "v" / "manifest.jsonl")} == {"val"}
+
+
+def test_context_box_fills_the_square_outside_the_hand_box():
+    """context "box" keeps only the hand's box: the rest of the square is the fill colour, as in HaGRID crop
+    sets cut at the box; the square context is untouched otherwise."""
+    from PIL import Image
+
+    from data_loaders.crop import box_pixels, cut_square, square_box
+
+    img = Image.new("RGB", (400, 300), (200, 200, 200))
+    bbox = (0.25, 0.2, 0.25, 0.5)  # 100 x 150 px at (100, 60)
+    sq = square_box(bbox, img.size, 1.0)  # 150 px square: 25 px either side of the box horizontally
+    full = np.asarray(cut_square(img, sq, 60))
+    boxed = np.asarray(cut_square(img, sq, 60, keep=box_pixels(bbox, img.size)))
+    assert (full == 200).all()
+    assert (boxed[:, :8] == 0).all() and (boxed[:, -8:] == 0).all()  # 10 px of 60 each side are outside the box
+    assert (boxed[:, 12:-12] == 200).all()

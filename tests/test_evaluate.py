@@ -159,3 +159,22 @@ def test_cli_evaluate_mismatched_checkpoint_is_one_error_line(trained, tmp_path,
     assert len(lines) == 1 and lines[0].startswith("error: ") and "box_scale" in lines[0], err
     assert "Traceback" not in err
     assert not (tmp_path / "g" / "results.csv").exists()
+
+
+def test_models_on_differently_framed_crops_pair_by_hand_key(trained, tmp_path):
+    """A model trained on box-only crops is scored on its own crops folder and compared with a model of the
+    square folder on the same hands (paired by key); scoring it on square crops is refused."""
+    box_crops = tmp_path / "crops_box"
+    crop_dataset(trained["root"] / "data", box_crops, workers=1, progress=False, box_scale=1.0, context="box")
+    res = fit(TrainConfig(model="cnn", crops_dir=str(box_crops), out_dir=str(tmp_path / "m"), run_name="cnn_box",
+                          graphs_dir=str(tmp_path / "g"), device="cpu", progress=False, tensorboard=False, epochs=1,
+                          patience=0, num_workers=0))
+    ckpt = Path(res.best_checkpoint)
+    assert load_checkpoint(ckpt)["preprocessing"]["crop"]["context"] == "box"
+    alone = evaluate_checkpoints([trained["mlp"]], crops_dir=trained["crops"], device="cpu", graphs_dir=None)
+    both = evaluate_checkpoints([trained["mlp"], ckpt], crops_dir=trained["crops"], crops_dirs={ckpt: box_crops},
+                                device="cpu", graphs_dir=None)
+    assert set(both.models) == {"mlp", "cnn_box"}
+    assert both.n_common == alone.n_common > 0  # every hand the mlp scores is paired with its box-only crop
+    with pytest.raises(CheckpointMismatchError, match="context"):
+        evaluate_checkpoints([ckpt], crops_dir=trained["crops"], device="cpu", graphs_dir=None)

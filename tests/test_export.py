@@ -21,11 +21,11 @@ from data_loaders.crop import crop_dataset
 from data_loaders.hagrid import load_hagrid
 from engine import export
 from engine.checkpoint import load_checkpoint
-from engine.export import ONNX_INPUTS, OnnxClassifier, export_checkpoint
+from engine.export import OnnxClassifier, export_checkpoint
 
 #: The graph inputs each model's forward reads.
 EXPECTED_INPUTS = {"mlp": ("landmarks",), "gcn": ("landmarks",), "cnn": ("image",), "resnet34": ("image",),
-                   "fusion": ONNX_INPUTS}
+                   "fusion": ("image", "landmarks", "has_landmarks")}
 SAMPLE_HANDS = 28
 
 

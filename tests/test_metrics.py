@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, precision_score, recall_score
 
 from engine.metrics import (
     ModelPredictions,
@@ -40,13 +40,50 @@ def test_classification_metrics_hand_computed():
     np.testing.assert_allclose(m["confusion_normalized"], [[0.5, 0.5, 0], [0, 1, 0], [0.5, 0, 0.5]])
 
 
-def test_absent_class_counts_as_zero_like_sklearn():
-    m = classification_metrics(Y_TRUE, Y_PRED, 4)
-    expected = f1_score(Y_TRUE, Y_PRED, labels=range(4), average="macro", zero_division=0)
-    assert m["macro_f1"] == pytest.approx(expected)
-    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3 + 0) / 4)
+def test_macro_averages_over_the_classes_present_not_all_classes():
+    m = classification_metrics(Y_TRUE, Y_PRED, 4)  # class 3 has no hand: left out, not counted as 0
+    assert m["n_classes"] == 3
+    expected = f1_score(Y_TRUE, Y_PRED, labels=[0, 1, 2], average="macro", zero_division=0)
+    assert m["macro_f1"] == pytest.approx(expected) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert m["macro_f1"] > f1_score(Y_TRUE, Y_PRED, labels=range(4), average="macro", zero_division=0)
     assert m["per_class"]["3"]["support"] == 0
     np.testing.assert_array_equal(m["confusion_normalized"][3], 0)
+
+
+def _thirteen_of_eighteen(n_per_class=40, acc=0.86, seed=0):
+    """An evaluation set holding 13 of 18 classes; wrong predictions may name any of the 18."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(13), n_per_class)
+    wrong = rng.random(len(y)) > acc
+    p = np.where(wrong, (y + rng.integers(1, 18, len(y))) % 18, y)
+    return y, p
+
+
+def test_thirteen_of_eighteen_classes_reports_the_mean_over_the_thirteen():
+    y, p = _thirteen_of_eighteen()
+    m = classification_metrics(y, p, 18)
+    present = list(range(13))
+    assert m["n_classes"] == 13
+    for key, fn in (("macro_f1", f1_score), ("macro_precision", precision_score), ("macro_recall", recall_score)):
+        assert m[key] == pytest.approx(fn(y, p, labels=present, average="macro", zero_division=0))
+    old = f1_score(y, p, labels=range(18), average="macro", zero_division=0)  # the old definition
+    assert m["macro_f1"] == pytest.approx(old * 18 / 13)  # absent classes scored 0 pulled it down by 13/18
+    assert m["macro_f1"] - old > 0.2
+
+
+def test_bootstrap_macro_f1_is_over_the_same_classes_and_brackets_the_estimate():
+    y, p = _thirteen_of_eighteen(n_per_class=60)
+    point = classification_metrics(y, p, 18)["macro_f1"]
+    lo, hi = bootstrap_ci(y, p, "macro_f1", n_boot=2000, seed=0, num_classes=18)
+    assert lo <= point <= hi and hi - lo < 0.1
+    old = f1_score(y, p, labels=range(18), average="macro", zero_division=0)
+    assert old < lo  # under the old definition the interval would sit around ~13/18 of it
+
+    def present_f1(t, q):  # the slow path, with the fixed class set of the full y_true
+        return f1_score(t, q, labels=range(13), average="macro", zero_division=0)
+
+    slow = bootstrap_ci(y, p, present_f1, n_boot=300, seed=1)
+    assert (lo, hi) == pytest.approx(slow, abs=0.015)
 
 
 def test_classification_metrics_rejects_bad_labels_and_handles_empty():

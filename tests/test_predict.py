@@ -403,3 +403,34 @@ def test_onnx_backend_gives_the_torch_probabilities(random_checkpoints, detector
         path.unlink()
         GesturePredictor.from_checkpoint(path, backend="onnxruntime")
         assert len(caplog.records) == 1
+
+
+def test_batch_matches_box_context_training_inputs(random_checkpoints, tmp_path):
+    """A model trained on crops that show only the hand's box (crop --context box) is fed the same at prediction,
+    to the bit; a square-context crop of the same hand differs."""
+    from hagrid_fixtures import ImageSpec, write_v2
+
+    from data_loaders.augment import BatchTransform
+    from data_loaders.batches import load_crops
+    from data_loaders.classes import make_class_set
+    from data_loaders.crop import crop_dataset
+    from data_loaders.hand_table import HandTable
+    from data_loaders.manifest import read_manifest
+    from engine.checkpoint import load_checkpoint, save_checkpoint
+
+    specs = [ImageSpec("call-0000-0000-0000-000000000001", "call", "train", "u1", ["call"], [[0.2, 0.1, 0.3, 0.6]],
+                       [[]], size=(640, 480))]
+    root = write_v2(tmp_path / "v2", specs)
+    crop_dataset(root, tmp_path / "crops", class_set=make_class_set(("call",)), workers=1, progress=False,
+                 box_scale=1.0, context="box")
+    e, table = read_manifest(tmp_path / "crops" / "manifest.jsonl")[0], HandTable.from_manifest(tmp_path / "crops")
+    ckpt = load_checkpoint(random_checkpoints["cnn"])
+    ckpt["preprocessing"]["crop"].update(box_scale=1.0, context="box")
+    boxed = GesturePredictor.from_checkpoint(save_checkpoint(tmp_path / "cnn_box.pt", ckpt))
+    want = BatchTransform("wrist", 64, None)({"image": load_crops(table, 64)}, train=False)["image"]
+    got = boxed.batch(open_rgb(e["image"]), [e["bbox"]], [None], np.array([False]), path=e["image"])
+    assert torch.equal(got["image"][0], want[0])
+    ckpt["preprocessing"]["crop"]["context"] = "square"
+    square = GesturePredictor.from_checkpoint(save_checkpoint(tmp_path / "cnn_square.pt", ckpt))
+    assert not torch.equal(square.batch(open_rgb(e["image"]), [e["bbox"]], [None], np.array([False]),
+                                        path=e["image"])["image"][0], want[0])

@@ -465,7 +465,7 @@ def _section_results(r: _Report, g: Path, meta: dict, results: tuple, note: str)
         r.p(meta["caption"], "caption")
     results = r.artefact("Results table", g / "results.csv", results, empty_ok=False)
     if results:
-        r.p(results_explanation(results[0].get("n_common", ""), alpha))
+        r.p(results_explanation(results[0].get("n_common", ""), alpha, results[0].get("n_classes")))
         r.table(RESULTS_HEADERS, results_cells(results), RESULTS_ALIGN)
     sources = meta.get("checkpoints")
     if isinstance(sources, dict) and sources:

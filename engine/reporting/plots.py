@@ -253,8 +253,8 @@ def plot_model_comparison(
     out_png: str | os.PathLike,
     title: str | None = None,
 ) -> Path:
-    """Accuracy and macro F1 per model with their bootstrap intervals: filled dots on
-    the common subset of hands, hollow dots on all hands each model can score.
+    """Accuracy and macro F1 (over the classes present) per model with their bootstrap intervals: filled
+    dots on the common subset of hands, hollow dots on all hands each model can score.
     ``rows`` are :attr:`Comparison.rows` or rows read back from ``results.csv``."""
     models = [str(r.get("model", "")) for r in rows]
     fig = _new_figure(max(7.0, 1.3 * len(models) + 4.0), 4.4)
@@ -286,7 +286,9 @@ def plot_model_comparison(
         ax.set_xticklabels(models)
         ax.set_xlim(-0.6, len(models) - 0.4)
         ax.set_ylabel(f"{label} (%)")
-        ax.set_title(label)
+        k = rows[0].get("n_classes") if rows else None
+        ax.set_title(f"{label} (mean over the {k} classes present)" if label == "macro F1" and k not in (None, "")
+                     else label, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     if lows:
         bottom = max(0.0, math.floor((min(lows) - 3) / 5) * 5)

@@ -214,12 +214,15 @@ def calibration_markdown(rows: Sequence[Mapping], split: str = "test") -> str:
                       markdown_table(CALIBRATION_HEADERS, calibration_cells(rows), CALIBRATION_ALIGN), ""])
 
 
-def results_explanation(n_common, alpha: float = 0.05) -> str:
+def results_explanation(n_common, alpha: float = 0.05, n_classes=None) -> str:
+    """The results table's caption; ``n_classes``: the classes present among the common hands, when known."""
     conf = int(round((1 - alpha) * 100))
+    k = f"{n_classes} " if n_classes not in (None, "") else ""
     return (
         f"Accuracy and macro F1 in %, with {conf}% percentile-bootstrap intervals. "
         f"\"Common\" = the {n_common} test hands every model can score (landmark models need landmarks); "
-        "\"all\" = every test hand the model can score."
+        "\"all\" = every test hand the model can score. Macro F1, precision and recall are the means over "
+        f"the {k}classes present in those hands (a class with no hand there is left out, not counted as 0)."
     )
 
 
@@ -256,7 +259,7 @@ def results_markdown(
         out += [f"*{caption.strip()}*", ""]
     if not rows:
         return "\n".join(out + ["No results available.", ""])
-    out += [results_explanation(rows[0].get("n_common", ""), alpha), ""]
+    out += [results_explanation(rows[0].get("n_common", ""), alpha, rows[0].get("n_classes")), ""]
     out += [markdown_table(RESULTS_HEADERS, results_cells(rows), RESULTS_ALIGN), ""]
     if pairwise:
         out += [pairwise_explanation(alpha), ""]
