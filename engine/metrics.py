@@ -371,7 +371,8 @@ class Comparison:
     ``significant`` = ``p_holm < alpha``); ``metrics``/``metrics_all``: per model
     :func:`classification_metrics` on the common subset / on all its hands;
     ``confusion``/``confusion_all``: the count matrices; ``confused_pairs`` and
-    ``orientation``: per model, on the common subset."""
+    ``orientation``: per model, on the common subset; ``orientation_pairwise``: the pairwise tests again,
+    on the common hands whose true class is one of an orientation pair (the hands handedness is for)."""
 
     class_names: list[str]
     common_index: np.ndarray
@@ -383,6 +384,7 @@ class Comparison:
     confusion_all: dict[str, np.ndarray]
     confused_pairs: dict[str, list[dict]]
     orientation: dict[str, list[dict]]
+    orientation_pairwise: list[dict] = field(default_factory=list)  # McNemar on the orientation pairs' hands
     alpha: float = 0.05
     n_boot: int = 1000
     extra: dict = field(default_factory=dict)
@@ -419,7 +421,7 @@ def compare_models(
     cmp = Comparison(
         class_names=names, common_index=common, rows=[], pairwise=_pairwise_tests(sub, alpha),
         metrics={}, metrics_all={}, confusion={}, confusion_all={}, confused_pairs={}, orientation={},
-        alpha=alpha, n_boot=n_boot,
+        alpha=alpha, n_boot=n_boot, orientation_pairwise=_orientation_pairwise(sub, names, pairs, alpha),
     )
     boot = dict(n_boot=n_boot, alpha=alpha, seed=seed, num_classes=len(names))
     for m, p in preds.items():
@@ -473,6 +475,23 @@ def _model_row(name: str, p: ModelPredictions, s: ModelPredictions, mc: dict, ma
         "f1_all": ma["macro_f1"], "f1_all_low": f1a_lo, "f1_all_high": f1a_hi, "n_classes_all": ma["n_classes"],
         "n_params": int(p.n_params), "ms_per_sample": float(p.ms_per_sample), "device": p.device,
     }
+
+
+def orientation_pair_classes(class_names: Sequence[str], pairs: Sequence[tuple[str, str]] = ORIENTATION_PAIRS
+                             ) -> list[str]:
+    """The classes of the orientation pairs whose two classes are both in ``class_names``."""
+    return [c for a, b in pairs if a in class_names and b in class_names for c in (a, b)]
+
+
+def _orientation_pairwise(sub: Mapping[str, ModelPredictions], names: Sequence[str],
+                          pairs: Sequence[tuple[str, str]], alpha: float) -> list[dict]:
+    """:func:`_pairwise_tests` on the hands whose true class belongs to an orientation pair ([] if none)."""
+    ids = [names.index(c) for c in orientation_pair_classes(names, pairs)]
+    first = next(iter(sub.values()))
+    keep = np.isin(first.y_true, ids)
+    if len(sub) < 2 or not keep.any():
+        return []
+    return _pairwise_tests({m: p.subset(p.index[keep]) for m, p in sub.items()}, alpha)
 
 
 def _pairwise_tests(sub: Mapping[str, ModelPredictions], alpha: float) -> list[dict]:

@@ -286,3 +286,21 @@ def test_compare_models_errors():
                         "y": ModelPredictions("y", [3], [0], [0])}, ["a"], n_boot=10)
     with pytest.raises(ValueError, match="duplicate"):
         ModelPredictions("x", [1, 1], [0, 0], [0, 0])
+
+
+def test_orientation_pairwise_tests_only_the_pair_hands():
+    """McNemar on the orientation pairs' hands only: a model that fixes stop/stop_inverted is tested on those."""
+    names = ["call", "stop", "stop_inverted"]
+    y = np.array([0] * 40 + [1] * 20 + [2] * 20)
+    a = y.copy()
+    a[40:60] = 2  # a: every stop called stop_inverted
+    b = y.copy()
+    b[:10] = 1  # b: the pair right, 10 calls wrong
+    preds = {m: ModelPredictions(m, np.arange(80), y, p) for m, p in (("a", a), ("b", b))}
+    cmp = compare_models(preds, names, n_boot=50)
+    (row,) = cmp.orientation_pairwise
+    assert row["n"] == 40 and (row["b"], row["c"]) == (0, 20) and row["significant"]
+    (everything,) = cmp.pairwise
+    assert everything["n"] == 80 and (everything["b"], everything["c"]) == (10, 20)
+    one = compare_models({"a": preds["a"]}, names, n_boot=50)
+    assert one.orientation_pairwise == []

@@ -26,6 +26,7 @@ from engine.metrics import (
     REPORT_COVERAGES,
     ROW_FIELDS,
     Comparison,
+    orientation_pair_classes,
 )
 
 __all__ = [
@@ -272,6 +273,15 @@ def readme_markdown(comparison: Comparison, caption: str | None = None) -> str:
     return results_markdown(comparison.rows, comparison.pairwise, caption, comparison.alpha)
 
 
+def orientation_pairwise_markdown(comparison: Comparison) -> str:
+    """The McNemar table again, on the common hands of the orientation pairs only (where handedness matters)."""
+    rows = comparison.orientation_pairwise
+    classes = ", ".join(orientation_pair_classes(comparison.class_names))
+    head = (f"**Orientation pairs only** ({rows[0]['n']} of the common hands, true class one of {classes}): "
+            + pairwise_explanation(comparison.alpha))
+    return head + "\n\n" + markdown_table(PAIRWISE_HEADERS, pairwise_cells(rows), PAIRWISE_ALIGN)
+
+
 def csv_text(rows: Iterable[Mapping], fields: Sequence[str]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
@@ -305,12 +315,16 @@ def write_results(
     g = Path(graphs_dir)
     calibration = (comparison.extra.get("calibration") or {}).get("rows") or []
     md = readme_markdown(comparison, caption)
+    if comparison.orientation_pairwise:
+        md = md.rstrip("\n") + "\n\n" + orientation_pairwise_markdown(comparison) + "\n"
     if calibration:
         md = md.rstrip("\n") + "\n\n" + calibration_markdown(calibration, comparison.extra.get("split", "test"))
     out = {
         "results_csv": atomic_write_text(g / "results.csv", csv_text(comparison.rows, ROW_FIELDS)),
         "pairwise_csv": atomic_write_text(g / "pairwise.csv", csv_text(comparison.pairwise, PAIR_FIELDS)),
     }
+    out["orientation_pairwise_csv"] = atomic_write_text(
+        g / "orientation_pairwise.csv", csv_text(comparison.orientation_pairwise, PAIR_FIELDS))
     if calibration:
         out["calibration_csv"] = atomic_write_text(g / "calibration.csv", csv_text(calibration, CALIBRATION_FIELDS))
     else:  # a calibration table of an earlier evaluation must not pass for this one's
