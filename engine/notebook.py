@@ -113,3 +113,16 @@ def split_frames(data_dir: str | Path, split: str = "test", n: int = 4) -> list[
     for r in sorted(ann.records, key=lambda r: (r.label, r.uuid)):
         first.setdefault(r.label, r.image_path)
     return list(first.values())[:n]
+
+
+def hypotheses_report(graphs_dir: str | Path = "graphs") -> str:
+    """The report's verdicts table (:mod:`engine.reporting.hypotheses`) as Markdown, from the artefacts
+    ``evaluate`` wrote in ``graphs_dir``; runs are matched to models by the model name each checkpoint records."""
+    import json
+
+    from .reporting.hypotheses import hypotheses_markdown
+    from .reporting.methods import read_runs, run_kinds
+
+    meta_path = Path(graphs_dir) / "evaluation.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    return hypotheses_markdown(graphs_dir, run_kinds(read_runs(meta, graphs_dir)))

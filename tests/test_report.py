@@ -192,3 +192,17 @@ def test_plot_history_accepts_rows_with_gaps(tmp_path):
     out = plot_history(rows, tmp_path / "h.png", "t")
     assert out.read_bytes()[:8] == PNG_MAGIC
     assert plot_history([], tmp_path / "empty.png").is_file()
+
+
+def test_report_opens_with_question_hypotheses_seed_and_methods(graphs, tmp_path):
+    html_path, md_path = build_report(graphs, tmp_path / "reports")
+    md, html = md_path.read_text(), html_path.read_text()
+    heads = [line for line in md.splitlines() if line.startswith("## ")]
+    assert heads[:4] == ["## 1. Question and hypotheses", "## 2. The seed's figures beside ours", "## 3. Methods",
+                         "## 4. Data"]
+    assert "| H2 | ResNet-34 beats the small CNN | cnn | resnet34 |" not in md  # no cnn run: not tested
+    assert "no cnn run in this evaluation" in md and "not tested" in md
+    assert "| resnet34 | 99.70 |" in md and "not evidence that fusion beats ResNet-34" in md
+    assert "Models and training" in md and "not recorded" in md  # the fixture has no checkpoints
+    assert "@media print" in html and "break-before:page" in html
+    assert "1. Question and hypotheses" in html

@@ -124,6 +124,10 @@ FRAMES = 4                       # full frames of SPLIT shown with predictions (
         new_markdown_cell("## Comparison table"),
         new_code_cell('display(Markdown(Path(GRAPHS_DIR, "results.md").read_text()))\n'
                       'display(Image(filename=str(Path(GRAPHS_DIR, "model_comparison.png"))))'),
+        new_markdown_cell("## Hypotheses and verdicts\n\nThe seed's hypotheses tested on these hands (the same "
+                          "table opens `reports/report.html`)."),
+        new_code_cell("from engine.notebook import hypotheses_report\n\n"
+                      "display(Markdown(hypotheses_report(GRAPHS_DIR)))"),
         new_markdown_cell("## Confusion matrices (common hands)"),
         new_code_cell("for name in comparison.models:\n"
                       '    display(Markdown(f"### {name}"))\n'

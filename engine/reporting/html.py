@@ -43,6 +43,23 @@ from common.files import atomic_write_text
 from data_loaders.classes import ORIENTATION_PAIRS
 from engine.metrics import REPORT_COVERAGES, Comparison
 from engine.reporting import plots
+from engine.reporting.hypotheses import (
+    HYPOTHESIS_ALIGN,
+    HYPOTHESIS_HEADERS,
+    hypotheses_cells,
+    hypotheses_explanation,
+    hypotheses_from_graphs,
+)
+from engine.reporting.methods import (
+    MODEL_TABLE_HEADERS,
+    imagenet_weights,
+    methods_text,
+    model_table,
+    read_crop_info,
+    read_runs,
+    run_kinds,
+)
+from engine.reporting.reference import SEED_ACCURACY, SEED_SETUP, fusion_caveat
 from engine.reporting.tables import (
     CALIBRATION_ALIGN,
     CALIBRATION_HEADERS,
@@ -306,9 +323,96 @@ def _is_synthetic(*texts) -> bool:
 
 # =========================================================================== sections
 
+QUESTION = ("Question: which way of reading a hand — its 21 landmarks (MLP, GCN on the hand skeleton), its "
+            "image crop (small CNN, ResNet-34), or both (late fusion) — recognises the gestures best? The seed "
+            "project's three hypotheses are tested below on this evaluation's test hands, each verdict computed "
+            "from the numbers beside it.")
+
+
+def _section_hypotheses(r: _Report, g: Path, kinds: dict, alpha: float) -> None:
+    """The question, and the verdict table (:mod:`engine.reporting.hypotheses`) from pairwise.csv."""
+    r.h(2, "Question and hypotheses")
+    r.p(QUESTION)
+    loaded = _load(g / "pairwise.csv", lambda p: hypotheses_from_graphs(g, kinds))
+    hyps = r.artefact("Hypotheses", g / "pairwise.csv", loaded, empty_ok=False)
+    if hyps:
+        r.p(hypotheses_explanation(alpha))
+        r.table(HYPOTHESIS_HEADERS, hypotheses_cells(hyps), HYPOTHESIS_ALIGN)
+
+
+def _split_hands(ds: dict | None, split: str) -> str:
+    per_class = ((ds or {}).get("splits") or {}).get(split) or {}
+    n = sum(_count({split: per_class}, split, c, "hands") for c in per_class)
+    return _int(n) if per_class else "n/a"
+
+
+def _section_seed(r: _Report, g: Path, results: list | None, ds: dict | None, runs: dict, crop: dict,
+                  split: str) -> None:
+    """The seed's HaGRID accuracies beside ours, what differs, and the caveat on its fusion claim."""
+    r.h(2, "The seed's figures beside ours")
+    by = {row.get("model"): row for row in results or []}
+    rows = []
+    for m, acc in SEED_ACCURACY.items():
+        x = by.get(m) or {}
+        ours = (f"{100 * to_float(x['acc']):.1f} [{100 * to_float(x['acc_low']):.1f}, "
+                f"{100 * to_float(x['acc_high']):.1f}]") if x else "not evaluated"
+        rows.append([m, f"{acc:.2f}", ours, str(x.get("n_common", "n/a"))])
+    r.table(["model", "seed: HaGRID test accuracy %", "this evaluation: accuracy % [95% CI]", "n (common hands)"],
+            rows, ["l", "r", "r", "r"])
+    r.p("What differs, so that nobody reads a result of this run as a HaGRID result:")
+    r.table(["aspect", "seed", "this run"], _differences(g, ds, runs, crop, split, results))
+    r.p(fusion_caveat(), "note")
+
+
+def _differences(g: Path, ds: dict | None, runs: dict, crop: dict, split: str, results: list | None) -> list:
+    widths = [100 * (to_float(x.get("acc_high")) - to_float(x.get("acc_low"))) / 2 for x in results or []]
+    widths = [w for w in widths if not math.isnan(w)]
+    n = (results or [{}])[0].get("n_common", "n/a")
+    data = (f"{(ds or {}).get('dataset') or crop.get('source') or 'n/a'}: train {_split_hands(ds, 'train')} hands, "
+            f"{split} {_split_hands(ds, split)} hands ({n} scored by every model"
+            + (f"; 95% intervals ±{min(widths):.1f} to ±{max(widths):.1f} pt)" if widths else ")"))
+    box = crop.get("box_source") or ("annotation" if crop else "n/a")
+    boxes = ("annotated boxes" if box == "annotation" else f"box source: {box}") + (
+        "; detected boxes end to end also measured (end_to_end.csv)" if (g / "end_to_end.csv").is_file() else "")
+    users = ((ds or {}).get("split_totals") or {}).get(split, {}).get("users")
+    split_text = f"the {split} split" + (f" ({int(to_float(users)):,} subjects)" if users not in (None, "") else "")
+    weights = "; ".join(f"{m}: {w}" for m, i in runs.items() if (w := imagenet_weights(i))) or "no ResNet evaluated"
+    return [["data", SEED_SETUP["data"], data], ["boxes", SEED_SETUP["boxes"], boxes],
+            ["split", SEED_SETUP["split"], split_text], ["ImageNet weights", SEED_SETUP["ImageNet weights"], weights]]
+
+
+def _section_methods(r: _Report, g: Path, runs: dict, crop: tuple, ds: dict | None, results: list | None,
+                     split: str) -> None:
+    """Data, preprocessing, augmentation and one row per model, from the checkpoints and crop_info.json."""
+    r.h(2, "Methods")
+    info, path = crop
+    if path is not None:
+        r.used.append(f"{path.parent.name}/crop_info.json")
+    for text in methods_text(runs, info, ds or {}, split):
+        r.p(text)
+    if not runs:
+        r.p("Models: not available (evaluation.json lists no checkpoints).", "missing")
+        return
+    r.h(3, "Models and training")
+    params = {x.get("model"): x.get("n_params") for x in results or []}
+    r.table(MODEL_TABLE_HEADERS, model_table(runs, params), ["l", "l", "l", "r", "l", "r", "r", "l", "r", "r", "l",
+                                                             "r", "r", "r", "l"])
+    r.p("Checkpoints: " + "; ".join(f"{m} = {i.path}" for m, i in runs.items()) + ". Epochs and times from "
+        "<run>_history.csv (else the checkpoint's history); device as the checkpoint records it.", "note")
+
+
+
+def _number_sections(r: _Report) -> None:
+    """Number the level-2 headings in order (the closing "Artefacts" list stays unnumbered)."""
+    k = 0
+    for b in r.blocks:
+        if isinstance(b, _Heading) and b.level == 2 and b.text != "Artefacts":
+            k += 1
+            b.text = f"{k}. {b.text}"
+
 
 def _section_data(r: _Report, g: Path) -> dict | None:
-    r.h(2, "1. Data")
+    r.h(2, "Data")
     path = g / "data_summary.json"
     ds = r.artefact("Data summary", path, _load(path, _read_data_summary))
     if ds is None:
@@ -412,7 +516,7 @@ def _data_leaks(r: _Report, leaks) -> None:
 
 
 def _section_training(r: _Report, g: Path, models: list[str]) -> None:
-    r.h(2, "2. Training")
+    r.h(2, "Training")
     if not models:
         r.p("Training curves: not available (no <model>_history.csv or <model>_curves.png in graphs/).", "missing")
         return
@@ -458,7 +562,7 @@ def _section_training(r: _Report, g: Path, models: list[str]) -> None:
 
 
 def _section_results(r: _Report, g: Path, meta: dict, results: tuple, note: str) -> None:
-    r.h(2, "3. Results")
+    r.h(2, "Results")
     alpha = to_float(meta.get("alpha", 0.05))
     alpha = 0.05 if math.isnan(alpha) else alpha
     if meta.get("caption") and meta["caption"] != note:
@@ -499,7 +603,7 @@ def _section_calibration(r: _Report, g: Path, meta: dict) -> None:
     path = g / "calibration.csv"
     if not path.is_file():
         return
-    r.h(2, "7. Calibration and the reject option")
+    r.h(2, "Calibration and the reject option")
     rows = r.artefact("Calibration table", path, empty_ok=False)
     if rows:
         r.p(calibration_explanation(rows[0].get("n", ""), meta.get("split") or "test"))
@@ -513,7 +617,7 @@ def _section_end_to_end(r: _Report, g: Path) -> None:
     path = g / "end_to_end.csv"
     if not path.is_file():
         return
-    r.h(2, "8. End to end: detector, box model and classifier on full frames")
+    r.h(2, "End to end: detector, box model and classifier on full frames")
     rows = r.artefact("End-to-end table", path, empty_ok=False)
     if rows:
         split, iou = rows[0].get("split") or "test", to_float(rows[0].get("iou_threshold"))
@@ -524,7 +628,7 @@ def _section_end_to_end(r: _Report, g: Path) -> None:
 
 
 def _section_confusion(r: _Report, g: Path, models: list[str]) -> None:
-    r.h(2, "4. Confusion matrices")
+    r.h(2, "Confusion matrices")
     if not models:
         r.p("Confusion matrices: not available (no models found).", "missing")
     for m in models:
@@ -533,7 +637,7 @@ def _section_confusion(r: _Report, g: Path, models: list[str]) -> None:
 
 
 def _section_confused_pairs(r: _Report, g: Path) -> None:
-    r.h(2, "5. Most-confused pairs")
+    r.h(2, "Most-confused pairs")
     rows = r.artefact("Most-confused pairs", g / "confused_pairs.csv")
     if rows is None:
         return
@@ -555,7 +659,7 @@ def _section_confused_pairs(r: _Report, g: Path) -> None:
 
 
 def _section_orientation(r: _Report, g: Path) -> None:
-    r.h(2, "6. Orientation pairs")
+    r.h(2, "Orientation pairs")
     r.p("Classes that differ only by orientation or a small detail ("
         + ", ".join(f"{a} / {b}" for a, b in ORIENTATION_PAIRS) + "): how often a hand of one is "
         "given to the other. Cross-error = (a→b + b→a) / (hands of a + hands of b).")
@@ -602,6 +706,19 @@ figcaption{font-size:.85em;color:#555}
 .warning{background:#fdecea;border-left:4px solid #d93025;padding:.5em .8em}
 .banner{background:#fff3cd;border:2px solid #e0a800;padding:.8em 1em;font-weight:600;margin:1em 0}
 .meta{color:#666;font-size:.85em}
+.table-wrap{overflow-x:auto}
+@media print{
+  body{max-width:none;margin:0;padding:0;font-size:10pt}
+  h2{page-break-before:always;break-before:page}
+  h2:first-of-type{page-break-before:avoid;break-before:avoid}
+  h2,h3{page-break-after:avoid;break-after:avoid}
+  .table-wrap{overflow:visible}
+  table{width:100%;table-layout:auto;font-size:8pt;page-break-inside:auto}
+  tr,figure,img{page-break-inside:avoid;break-inside:avoid}
+  th,td{padding:.15em .3em;word-break:break-word}
+  img{max-width:100%!important;height:auto;border:none}
+  .banner,.warning,.missing{border-width:1px}
+}
 """
 
 
@@ -622,11 +739,12 @@ def _render_html(title: str, r: _Report, banner: str | None, meta_line: str) -> 
         elif isinstance(b, _Table):
             al = b.align or ["l"] * len(b.headers)
             cl = [f' class="{a}"' if a in ("r", "c") else "" for a in al]
-            out.append("<table><thead><tr>" + "".join(f"<th{c}>{e(str(h))}</th>" for h, c in zip(b.headers, cl))
+            head = "".join(f"<th{c}>{e(str(h))}</th>" for h, c in zip(b.headers, cl))
+            out.append('<div class="table-wrap"><table><thead><tr>' + head
                        + "</tr></thead><tbody>")
             for row in b.rows:
                 out.append("<tr>" + "".join(f"<td{c}>{e(str(v))}</td>" for v, c in zip(row, cl)) + "</tr>")
-            out.append("</tbody></table>")
+            out.append("</tbody></table></div>")
         elif isinstance(b, _Image):
             data = base64.b64encode(b.path.read_bytes()).decode("ascii")
             out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{e(b.alt)}">'
@@ -691,6 +809,13 @@ def build_report(
     note = dataset_note if dataset_note is not None else (meta.get("caption") or "")
     if note:
         r.p(note, "caption")
+    ds, _ = _load(g / "data_summary.json", _read_data_summary)
+    runs = read_runs(meta, g)
+    split = str(meta.get("split") or "test")
+    alpha = to_float(meta.get("alpha", 0.05))
+    _section_hypotheses(r, g, run_kinds(runs), 0.05 if math.isnan(alpha) else alpha)
+    _section_seed(r, g, results[0], ds, runs, read_crop_info(runs)[0], split)
+    _section_methods(r, g, runs, read_crop_info(runs), ds, results[0], split)
     ds = _section_data(r, g)
     _section_training(r, g, model_list)
     _section_results(r, g, meta, results, note)
@@ -701,6 +826,7 @@ def build_report(
     _section_end_to_end(r, g)
 
     r.h(2, "Artefacts")
+    _number_sections(r)
     r.p("Used: " + (", ".join(dict.fromkeys(r.used)) or "none") + ".")
     r.p("Not available: " + (", ".join(dict.fromkeys(r.missing)) or "none") + ".")
 
