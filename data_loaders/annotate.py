@@ -254,10 +254,34 @@ def assign_splits(items: Sequence[ImageItem], cfg: AnnotateConfig) -> list[str]:
         return warnings
     fractions = {"train": 1 - cfg.val_fraction - cfg.test_fraction, "val": cfg.val_fraction,
                  "test": cfg.test_fraction}
-    groups = [it.user_id for it in items] if (mapping or pattern) else [it.rel for it in items]
+    grouped = mapping is not None or pattern is not None
+    groups = [it.user_id for it in items] if grouped else [it.rel for it in items]
     for it, s in zip(items, split_by_subject(groups, fractions, seed=cfg.seed)[0]):
         it.split = s
-    return warnings + ([] if (mapping is not None or pattern is not None) else [LEAK_WARNING])
+    warnings += _fill_empty_splits(items, groups) if grouped else []
+    return warnings + ([] if grouped else [LEAK_WARNING])
+
+
+def _fill_empty_splits(items: Sequence[ImageItem], groups: Sequence[str | None]) -> list[str]:
+    """With a few people, hashing each to a split often leaves val or test without anyone, and training
+    then has nothing to validate on: move the smallest train group into each empty evaluation split (needs
+    3 groups or more), and say so."""
+    sizes = Counter(g for g in groups if g is not None)
+    if len(sizes) < 3:
+        return [f"only {len(sizes)} group(s) of people: val/test cannot be subject-disjoint; use split folders"]
+    split_of = {g: it.split for it, g in zip(items, groups) if g is not None}  # one split per group
+    out = []
+    for split in ("val", "test"):
+        train = sorted((n, g) for g, n in sizes.items() if split_of[g] == "train")
+        if split in split_of.values() or len(train) < 2:
+            continue
+        n, moved = train[0]
+        split_of[moved] = split
+        for it, g in zip(items, groups):
+            if g == moved:
+                it.split = split
+        out.append(f"split {split} got no group by hashing; group {moved!r} ({n} images) moved there")
+    return out
 
 
 def _group(pattern: re.Pattern, rel: str) -> str | None:
@@ -679,7 +703,7 @@ def _prepare_out(out: Path, inputs: Sequence[Path]) -> None:
     for p in inputs:
         if real == p.resolve():
             raise UsageError(f"--out {out} is the input folder; choose a new folder")
-    if (out / ANNOTATIONS_DIRNAME).exists() and not (out / INFO_NAME).exists():
+    if (out / ANNOTATIONS_DIRNAME).exists() and not (out / INFO_NAME).exists() and not (out / CACHE_DIRNAME).exists():
         raise DataError(out, f"holds {ANNOTATIONS_DIRNAME}/ not written by annotate (no {INFO_NAME}); "
                         "choose a new --out folder")
     out.mkdir(parents=True, exist_ok=True)

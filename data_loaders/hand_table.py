@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 #: The ``handedness`` column's codes: the person's own hand, +1 right, -1 left, 0 unknown.
 HANDEDNESS_CODES = {"right": 1.0, "left": -1.0}
+#: A model with handedness as an input trains, and is scored, only when at least this share of the hands know theirs.
+MIN_HANDEDNESS_KNOWN = 0.5
+HANDEDNESS_FIX = ("v2 annotations carry no handedness: run `hand-gestures annotate --hagrid <root> --out <dir>` "
+                  "and crop that")
 
 
 def handedness_code(value: object) -> float:

@@ -59,9 +59,10 @@ def class_set_from_args(args: argparse.Namespace):
     if args.classes == DATASET_CLASSES:
         if getattr(args, "data_dir", None) is None:
             return None
+        from data_loaders.classes import make_class_set
         from data_loaders.hagrid import dataset_labels
 
-        return checked_class_set(dataset_labels(args.data_dir), args.include_no_gesture)
+        return make_class_set(dataset_labels(args.data_dir), args.include_no_gesture)  # the data's own names
     return checked_class_set(args.classes, args.include_no_gesture)
 
 
@@ -216,6 +217,9 @@ def _annotate(args: argparse.Namespace) -> int:
 
     if args.video_mode:
         raise UsageError("annotate detects every image on its own: --video-mode does not apply")
+    if args.mirrored:  # a mirrored hand looks like the other hand: its landmarks and handedness must agree
+        raise UsageError("annotate records handedness as the pictures show the hand (what a model learns from "
+                         "them); leave --mirrored out, even for selfies, and use it with predict")
     detector = detector_config_from_args(args)
     cfg = AnnotateConfig(out=args.out, images=args.images, hagrid=args.hagrid, crops=args.crops, split=args.split,
                          user_ids=args.user_ids, group_by=args.group_by, val_fraction=args.val_fraction,
@@ -368,6 +372,9 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoints, find_checkpoints
 
+    if args.also and args.end_to_end:
+        raise UsageError("--also pairs crops folders; --end-to-end crops from the frames: list the checkpoints "
+                         "instead (evaluate --end-to-end A.pt B.pt ...)")
     if args.end_to_end:
         return _evaluate_end_to_end(args)
     ckpts = [Path(p) for p in args.checkpoints] or find_checkpoints(args.models_dir)

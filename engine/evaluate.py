@@ -18,7 +18,7 @@ import torch
 
 from common.errors import CheckpointMismatchError
 from data_loaders.batches import load_hand_table, make_batches, usable_rows
-from data_loaders.hand_table import HandTable
+from data_loaders.hand_table import HANDEDNESS_FIX, MIN_HANDEDNESS_KNOWN, HandTable
 
 from .checkpoint import build_model, check_compatible, checkpoint_temperature, comparable, load_checkpoint
 from .distributed import resolve_device
@@ -74,7 +74,7 @@ def check_crop_settings(ckpt: dict, path: str | Path, table: HandTable) -> None:
     """
     if "image" not in ckpt["preprocessing"].get("inputs", ()):
         return
-    trained: Mapping = ckpt["preprocessing"].get("crop") or {}
+    trained: Mapping = {"context": "square", **(ckpt["preprocessing"].get("crop") or {})}  # older: square
     have: Mapping = table.meta.get("crop_info") or {}
     diffs = [
         f"{k} {trained[k]!r} in training, {have[k]!r} here"
@@ -117,6 +117,9 @@ def predict_checkpoint(
     rows = usable_rows(table.split_view(split), inputs)
     if len(rows) == 0:
         raise CheckpointMismatchError(f"{path}: no hands of split {split!r} that this model can score")
+    if "handedness" in inputs and rows.handedness_known < MIN_HANDEDNESS_KNOWN:  # it would read 0 for every hand
+        raise CheckpointMismatchError(f"{path}: reads handedness, which only {rows.handedness_known:.0%} of the "
+                                      f"{split!r} hands here know; {HANDEDNESS_FIX}")
     batches = make_batches(rows, inputs=inputs, image_size=pre.get("image_size"),
                            landmark_norm=pre["landmark_norm"], batch_size=batch_size, shuffle=False,
                            seed=0, device=device)

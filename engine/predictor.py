@@ -27,7 +27,7 @@ import io
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,15 @@ class HandInput:
     handedness: str | None = None
     handedness_score: float | None = None
     landmarks_ok: bool = True
+    mirrored: bool = False  # the picture is mirrored (a selfie view): the hand looks like the other hand
+
+    @property
+    def pictured_handedness(self) -> str | None:
+        """The hand as the pixels show it, which is what a model trained on ordinary photos learned: in a
+        mirrored picture the person's right hand looks like a left hand."""
+        if not self.mirrored or self.handedness not in ("left", "right"):
+            return self.handedness
+        return "left" if self.handedness == "right" else "right"
 
 
 @dataclass
@@ -399,8 +408,11 @@ class GesturePredictor:
         top to bottom. ``detector`` overrides the predictor's own (e.g. one tracking detector per video);
         ``path`` names the file an image object was read from (see :meth:`batch`; implied by a path)."""
         img = as_rgb_image(image)
-        found = (detector or self.detector).detect(np.asarray(img))
-        return self._classify(img, [self.hand_input(d, img) for d in found], _path_of(image, path))
+        det = detector or self.detector
+        mirrored = bool(getattr(getattr(det, "config", None), "mirrored", False))
+        found = det.detect(np.asarray(img))
+        return self._classify(img, [replace(self.hand_input(d, img), mirrored=mirrored) for d in found],
+                              _path_of(image, path))
 
     def hand_input(self, det: Any, img: Image.Image) -> HandInput:
         """A detected hand (anything with ``box``, ``landmarks``, ``handedness``, ``handedness_score``,
@@ -429,7 +441,7 @@ class GesturePredictor:
         probs = np.zeros((len(hands), len(self.class_names)))
         if len(scored):
             batch = self.batch(img, [boxes[i] for i in scored], [hands[i].landmarks for i in scored], usable[scored],
-                               path=path, handedness=[hands[i].handedness for i in scored])
+                               path=path, handedness=[hands[i].pictured_handedness for i in scored])
             probs[scored] = softmax(self._logits(batch), self.temperature)
         done = set(scored.tolist())
         return [self._hand(i, h, boxes[i], probs[i], i in done, usable[i]) for i, h in enumerate(hands)]

@@ -33,6 +33,7 @@ from data_loaders.augment import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, Bat
 from data_loaders.batches import load_hand_table, make_batches, usable_rows
 from data_loaders.classes import DATASET_CLASSES, DEFAULT_CLASSES, make_class_set
 from data_loaders.hagrid import dataset_labels
+from data_loaders.hand_table import HANDEDNESS_FIX, MIN_HANDEDNESS_KNOWN
 from data_loaders.landmarks import METHODS as LANDMARK_NORMS
 from data_loaders.manifest import MANIFEST_NAME
 from model_classes import create_model, list_models, model_spec
@@ -58,10 +59,6 @@ from .reporting.plots import HISTORY_FIELDS, plot_history
 
 PLOT_EVERY_S = 10.0  # redraw the curves at most this often during a run (always at the end)
 IN_MEMORY = ("auto", "yes", "no")
-#: A model with handedness as an input trains only when at least this share of the training hands know theirs.
-MIN_HANDEDNESS_KNOWN = 0.5
-HANDEDNESS_FIX = ("v2 annotations carry no handedness: run `hand-gestures annotate --hagrid <root> --out <dir>` "
-                  "and crop that")
 
 
 def _option(default: Any = None, help: str | None = None, **flag: Any) -> Any:

@@ -197,3 +197,32 @@ def test_export_and_prediction_supply_handedness(tmp_path, crops):
         assert p.classify(image, [HandInput(hands[0].box, lm)])[0].probs == pytest.approx(probs[backend][2])
     assert not np.allclose(probs["torch"][0], probs["torch"][1])  # the same landmarks, right vs left
     np.testing.assert_allclose(probs["torch"], probs["onnxruntime"], atol=1e-5)
+
+
+def test_mirrored_pictures_feed_the_pictured_hand(tmp_path):
+    """In a mirrored (selfie) picture the person's right hand looks like a left hand, and its landmarks are
+    mirrored too: the model gets the hand as pictured (left), while the output names the person's own (right)."""
+    path = _checkpoint(tmp_path / "mlp.pt", "mlp", handedness=True)
+    lm = np.random.default_rng(0).uniform(0.35, 0.55, (21, 3)).astype(np.float32)
+    image = np.zeros((96, 128, 3), np.uint8)
+    mirrored = _FakeDetector([_FakeHand("right", lm)])
+    mirrored.config = type("Config", (), {"mirrored": True})()
+    as_left = GesturePredictor.from_checkpoint(path, detector=_FakeDetector([_FakeHand("left", lm)])).predict(image)
+    selfie = GesturePredictor.from_checkpoint(path, detector=mirrored).predict(image)
+    assert selfie[0].handedness == "right"
+    np.testing.assert_allclose(selfie[0].probs, as_left[0].probs, atol=1e-6)
+    assert HandInput((0, 0, 1, 1), handedness="right", mirrored=True).pictured_handedness == "left"
+    assert HandInput((0, 0, 1, 1), handedness=None, mirrored=True).pictured_handedness is None
+
+
+def test_evaluation_refuses_hands_without_handedness(tmp_path, crops):
+    """A handedness model scored on hands that mostly do not know theirs would read 0 for each: refused."""
+    from common.errors import CheckpointMismatchError
+    from data_loaders.hand_table import HandTable
+    from engine.evaluate import predict_checkpoint
+
+    path = _checkpoint(tmp_path / "mlp.pt", "mlp", handedness=True)
+    assert len(predict_checkpoint(path, HandTable.from_manifest(crops), split="val"))
+    unknown = _write_crops(tmp_path / "v2_unknown", tmp_path / "crops_unknown", (None, None, None))
+    with pytest.raises(CheckpointMismatchError, match="annotate --hagrid"):
+        predict_checkpoint(path, HandTable.from_manifest(unknown), split="val")
