@@ -24,6 +24,7 @@ from .checkpoint import build_model, check_compatible, checkpoint_temperature, c
 from .distributed import resolve_device
 from .loop import predict
 from .metrics import Comparison, ModelPredictions, compare_calibration, compare_models
+from .reporting.errors import prediction_columns
 from .reporting.tables import MODEL_ORDER, check_readme, order_models, readme_markdown, update_readme
 
 __all__ = ["MODEL_ORDER", "find_checkpoints", "check_crop_settings", "predict_checkpoint", "evaluate_checkpoints",
@@ -152,7 +153,9 @@ def evaluate_checkpoints(
     labels outside it are left out, and the caption says how many. Rows are labelled by
     :func:`row_labels`; ``comparison.extra["checkpoints"]`` (and ``evaluation.json``) maps each
     label to its file; ``comparison.extra["calibration"]`` holds each model's calibration on the
-    common hands before and after its stored temperature (:func:`engine.metrics.compare_calibration`).
+    common hands before and after its stored temperature (:func:`engine.metrics.compare_calibration`);
+    ``extra["predictions"]`` each hand's key, true and predicted class (``graphs/predictions.csv``) and
+    ``extra["crops_dirs"]`` each label's crops folder, so the report can show misclassified crops.
     ``readme`` is checked before any work, so a bad one costs nothing; it gets the results and McNemar
     tables (the calibration table is in ``results.md`` only).
     ``crops_dirs`` maps some checkpoints to crops folders of their own (models trained on crops framed
@@ -178,11 +181,12 @@ def evaluate_checkpoints(
             caption = f"{caption.rstrip()} {note}".strip()
     labels = row_labels(ckpts)
     key_ids = _key_ids(tables.values()) if len(tables) > 1 else None
-    preds = {}
+    preds, hand_keys = {}, {}
     for p, c in ckpts.items():
         table = tables[folders[p]]
         mp = predict_checkpoint(p, table, split=split, device=dev, ckpt=c)
         mp.name = labels[p]
+        hand_keys[mp.name] = table.keys[mp.index]  # before the index becomes a key id: predictions.csv names hands
         if key_ids is not None:  # rows of different folders: one id per hand key, so models pair by hand
             mp.index = np.array([key_ids[k] for k in table.keys[mp.index]], dtype=np.int64)
         preds[mp.name] = mp
@@ -191,6 +195,8 @@ def evaluate_checkpoints(
     comparison.extra["calibration"] = compare_calibration(
         preds, comparison.common_index, {labels[p]: t for p, t in temperatures.items()})
     comparison.extra["split"] = split
+    comparison.extra["crops_dirs"] = {labels[p]: str(folders[p]) for p in ckpts}
+    comparison.extra["predictions"] = prediction_columns(preds, hand_keys, comparison.common_index, class_names)
     if graphs_dir is not None:
         from .reporting.html import write_evaluation_artefacts
 

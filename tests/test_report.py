@@ -206,3 +206,86 @@ def test_report_opens_with_question_hypotheses_seed_and_methods(graphs, tmp_path
     assert "Models and training" in md and "not recorded" in md  # the fixture has no checkpoints
     assert "@media print" in html and "break-before:page" in html
     assert "1. Question and hypotheses" in html
+
+
+# --------------------------------------------------------------------------- errors worth looking at, speed
+
+
+def _crops_folder(root, keys, size=32):
+    """A crops folder with one small JPEG and a manifest line per key (landmarks on a diagonal)."""
+    from PIL import Image
+
+    from data_loaders.manifest import write_manifest
+
+    (root / "test").mkdir(parents=True)
+    entries = []
+    for i, k in enumerate(keys):
+        Image.new("RGB", (size, size), (40 * (i % 6), 90, 160)).save(root / "test" / f"{k}.jpg")
+        lm = [[0.3 + 0.01 * j, 0.2 + 0.02 * j] for j in range(21)]
+        entries.append({"key": k, "uuid": k[:-2], "hand": 0, "split": "test", "label": "like", "user_id": None,
+                        "crop": f"test/{k}.jpg", "image": "x.jpg", "image_size": [200, 100],
+                        "bbox": [0.3, 0.2, 0.2, 0.4], "crop_box": [50.0, 10.0, 80.0], "landmarks": lm,
+                        "leading_hand": None})
+    write_manifest(root / "manifest.jsonl", entries)
+    return root
+
+
+def _comparison_with_predictions(crops_dir):
+    from engine.reporting.errors import prediction_columns
+
+    rng = np.random.default_rng(1)
+    n = 60
+    idx, y = np.arange(n), rng.integers(0, 4, n)
+    keys = np.array([f"h{i:03d}_0" for i in range(n)], dtype=object)
+    preds = {}
+    for name, acc in (("mlp", 0.7), ("gcn", 0.8)):
+        p = np.where(rng.random(n) < acc, y, y ^ 1)
+        probs = np.full((n, 4), 0.1)
+        probs[idx, p] = rng.uniform(0.5, 0.7, n)
+        preds[name] = ModelPredictions(name, idx, y, p, probs, 100, 0.25, "cpu")
+    cmp = compare_models(preds, CLASSES, n_boot=50)
+    cmp.extra["predictions"] = prediction_columns(preds, {m: keys for m in preds}, cmp.common_index, CLASSES)
+    cmp.extra["crops_dirs"] = {"mlp": str(crops_dir), "gcn": str(crops_dir.parent / "no_such_crops")}
+    return cmp, keys
+
+
+def test_crop_landmarks_follow_the_manifest_formula():
+    from engine.reporting.errors import crop_landmarks
+
+    e = {"landmarks": [[0.5, 0.5], [0.25, 0.1]] + [[0.0, 0.0]] * 19, "image_size": [200, 100],
+         "crop_box": [50, 0, 100]}
+    lm = crop_landmarks(e)
+    assert lm[0] == pytest.approx([0.5, 0.5]) and lm[1] == pytest.approx([0.0, 0.1])
+    assert crop_landmarks({**e, "landmarks": None}) is None
+
+
+def test_errors_section_shows_misclassified_crops(tmp_path):
+    from engine.reporting.errors import error_rows
+
+    keys = [f"h{i:03d}_0" for i in range(60)]
+    cmp, _ = _comparison_with_predictions(_crops_folder(tmp_path / "crops", keys))
+    g = tmp_path / "graphs"
+    out = write_evaluation_artefacts(cmp, g, CLASSES)
+    preds = read_csv_rows(out["predictions_csv"])
+    assert len(preds) == 120 and set(preds[0]) == {"model", "key", "true", "predicted", "probability", "common"}
+    assert json.loads((g / "evaluation.json").read_text())["crops_dirs"]["mlp"] == str(tmp_path / "crops")
+
+    rows = error_rows("mlp", read_csv_rows(g / "confused_pairs.csv"), preds)
+    assert 1 <= len(rows) <= 3 and all(0 < len(r.keys) <= 4 and len(r.keys) <= r.count for r in rows)
+    assert all(r.probs == sorted(r.probs, reverse=True) for r in rows)
+    for r in rows:
+        wrong = [p for p in preds if p["model"] == "mlp" and p["key"] in r.keys]
+        assert all(p["true"] == r.true and p["predicted"] == r.pred for p in wrong)
+
+    md = build_report(g, tmp_path / "reports")[1].read_text()
+    assert (g / "mlp_errors.png").read_bytes()[:8] == PNG_MAGIC
+    assert re.search(r"!\[mlp: \w+ → \w+ \(\d of \d+\)", md)
+    assert "gcn: thumbnails not available (no crops folder at" in md and not (g / "gcn_errors.png").exists()
+
+
+def test_errors_and_speed_sections_without_their_artefacts(graphs, tmp_path):
+    md = build_report(graphs, tmp_path / "reports")[1].read_text()
+    assert "Misclassified crops: not available (predictions.csv missing)" in md
+    assert re.search(r"^## \d+\. Speed$", md, re.M)
+    assert "| mlp | 0.500 | 2,000 | cpu | 1,234 |" in md
+    assert "benchmarks/bench_predict.py" in md

@@ -12,11 +12,15 @@ Artefacts read (all optional)::
     data_summary.json        the data set: splits x classes x {images, hands, hands_with_landmarks, users}
     <model>_history.csv      epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,samples_per_s
     <model>_curves.png       training curves (drawn from the history CSV when absent)
-    evaluation.json          caption, class names, n_common, n_boot, alpha, models, checkpoints (row -> file), split
+    evaluation.json          caption, class names, n_common, n_boot, alpha, models, checkpoints (row -> file), split,
+                             crops_dirs (row -> the crops folder it was scored on)
     results.csv / results.md one row per model (engine.metrics.ROW_FIELDS)
     pairwise.csv             McNemar tests (engine.metrics.PAIR_FIELDS)
     per_class.csv            model,class,precision,recall,f1,support on the common hands
     confused_pairs.csv       model,rank,true,pred,count,rate
+    predictions.csv          model,key,true,predicted,probability,common: one row per model and hand
+    <model>_errors.png       misclassified crops of the top confused pairs (drawn by the report from
+                             predictions.csv and the crops folders' manifests)
     orientation_pairs.csv    model,a,b,n_a,n_b,a_as_a,a_as_b,b_as_a,b_as_b,a_as_b_rate,b_as_a_rate,cross_error_rate
     <model>_confusion.png    confusion on the common hands (counts and row-normalised)
     orientation_pairs.png    within-pair confusion of the orientation pairs, per model
@@ -43,6 +47,16 @@ from common.files import atomic_write_text
 from data_loaders.classes import ORIENTATION_PAIRS
 from engine.metrics import REPORT_COVERAGES, Comparison
 from engine.reporting import plots
+from engine.reporting.errors import (
+    PER_PAIR,
+    PREDICTIONS_NAME,
+    TOP_PAIRS,
+    crop_entries,
+    crops_folders,
+    draw_error_grid,
+    error_rows,
+    write_predictions,
+)
 from engine.reporting.hypotheses import (
     HYPOTHESIS_ALIGN,
     HYPOTHESIS_HEADERS,
@@ -60,6 +74,14 @@ from engine.reporting.methods import (
     run_kinds,
 )
 from engine.reporting.reference import SEED_ACCURACY, SEED_SETUP, fusion_caveat
+from engine.reporting.speed import (
+    SPEED_ALIGN,
+    SPEED_COMMAND,
+    SPEED_HEADERS,
+    fps_columns,
+    speed_cells,
+    speed_explanation,
+)
 from engine.reporting.tables import (
     CALIBRATION_ALIGN,
     CALIBRATION_HEADERS,
@@ -89,6 +111,8 @@ from engine.reporting.tables import (
 __all__ = ["write_evaluation_artefacts", "build_report", "MODEL_ORDER"]
 
 DEFAULT_TITLE = "Hand-gesture classifiers: evaluation report"
+#: Tables with more columns than this print in a smaller font (class "wide"), so they fit an A4 page.
+WIDE_TABLE_COLUMNS = 10
 
 CONFUSED_FIELDS = ("model", "rank", "true", "pred", "count", "rate")
 ORIENTATION_FIELDS = ("model", "a", "b", "n_a", "n_b", "a_as_a", "a_as_b", "b_as_a", "b_as_b",
@@ -117,7 +141,8 @@ def write_evaluation_artefacts(
     ``orientation_pairs.csv``, ``evaluation.json``, ``<model>_confusion.png`` (on
     the common hands), ``orientation_pairs.png`` and ``model_comparison.png``; with
     ``comparison.extra["calibration"]`` (:func:`engine.metrics.compare_calibration`) also
-    ``calibration.csv`` (and its table in ``results.md``), ``reliability.png`` and ``coverage.png``.
+    ``calibration.csv`` (and its table in ``results.md``), ``reliability.png`` and ``coverage.png``; with
+    ``comparison.extra["predictions"]`` (:func:`engine.reporting.errors.prediction_columns`) ``predictions.csv``.
     Returns the paths by name."""
     g = Path(graphs_dir)
     g.mkdir(parents=True, exist_ok=True)
@@ -146,8 +171,12 @@ def write_evaluation_artefacts(
         "alpha": comparison.alpha,
         "checkpoints": dict(comparison.extra.get("checkpoints") or {}),
         "split": comparison.extra.get("split", "test"),
+        "crops_dirs": dict(comparison.extra.get("crops_dirs") or {}),
         "written": _dt.datetime.now().isoformat(timespec="seconds"),
     }
+    predictions = write_predictions(comparison.extra.get("predictions") or {}, g / PREDICTIONS_NAME)
+    if predictions is not None:
+        out["predictions_csv"] = predictions
     out["evaluation_json"] = atomic_write_text(g / "evaluation.json", json.dumps(meta, indent=2) + "\n")
 
     for m in models:
@@ -532,8 +561,9 @@ def _section_training(r: _Report, g: Path, models: list[str]) -> None:
                 rows = None
         if rows:
             va = [x.get("val_acc", float("nan")) for x in rows]
-            va_ok = [(v, i) for i, v in enumerate(va) if not math.isnan(v)]
-            best = max(va_ok) if va_ok else None
+            va_ok = [(v, -i) for i, v in enumerate(va) if not math.isnan(v)]
+            best = max(va_ok) if va_ok else None  # the first epoch of the best, as the curves mark it
+            best = (best[0], -best[1]) if best else None
             secs = [x.get("seconds", float("nan")) for x in rows]
             sps = [x.get("samples_per_s", float("nan")) for x in rows if not math.isnan(x.get("samples_per_s", float("nan")))]
             summary.append([
@@ -683,6 +713,78 @@ def _section_orientation(r: _Report, g: Path) -> None:
     r.image(g / "orientation_pairs.png", "Orientation-pair confusion")
 
 
+ERRORS_INTRO = ("For each model's {pairs} most-confused pairs on the common hands (true → predicted), up to {per} "
+                "misclassified test crops, the most confident first (p: the probability the model gave the wrong "
+                "class, before its temperature), with the 21 landmarks drawn as the hand skeleton (the landmark "
+                "models read those points, the image models the crop). Each row: true → predicted (crops shown "
+                "of the pair's hands).")
+
+
+def _section_errors(r: _Report, g: Path, meta: dict, runs: dict) -> None:
+    """Errors worth looking at: ``<model>_errors.png`` drawn from predictions.csv, confused_pairs.csv and the
+    crops folders' manifests (each folder read once); skipped, saying why, when an input is missing."""
+    r.h(2, "Errors worth looking at")
+    confused, _ = _load(g / "confused_pairs.csv", read_csv_rows)
+    preds = r.artefact("Misclassified crops", g / PREDICTIONS_NAME, empty_ok=False)
+    if preds is None or confused is None:
+        r.p("(predictions.csv is written by `hand-gestures evaluate`; re-run it to get the thumbnails.)", "note")
+        return
+    r.p(ERRORS_INTRO.format(pairs=TOP_PAIRS, per=PER_PAIR))
+    models = list(dict.fromkeys(x["model"] for x in confused))
+    rows = {m: error_rows(m, confused, preds) for m in models}
+    folders = crops_folders(meta, runs)
+    entries = _error_crops(rows, folders)
+    for m in models:
+        r.h(3, m)
+        if isinstance(entries.get(m), str):
+            r.p(f"{m}: thumbnails not available ({entries[m]}); its pairs: "
+                + "; ".join(row.caption for row in rows[m]) + ".", "missing")
+            continue
+        png = draw_error_grid(rows[m], entries[m], g / f"{m}_errors.png", title=f"{m}: misclassified test crops")
+        r.image(png, f"{m}: " + "; ".join(row.caption for row in rows[m]))
+    if not models:
+        r.p("No confusions: every model classified every common hand correctly.")
+
+
+def _error_crops(rows: dict, folders: dict) -> dict:
+    """model -> {key: manifest entry} of the crops its rows show, or a string saying why there are none.
+    A folder's manifest is streamed once for every model scored on it."""
+    wanted: dict = {}
+    for m, model_rows in rows.items():
+        folder = folders.get(m)
+        if folder is not None:
+            wanted.setdefault(folder, set()).update(k for row in model_rows for k in row.keys)
+    found, why = {}, {}
+    for folder, keys in wanted.items():
+        if not (folder / "manifest.jsonl").is_file():
+            why[folder] = f"no crops folder at {folder}"
+            continue
+        try:
+            found[folder] = crop_entries(folder, keys)
+        except Exception as e:  # noqa: BLE001 - a broken manifest must not stop the report
+            why[folder] = f"{folder / 'manifest.jsonl'} could not be read: {e}"
+    return {m: ("the evaluation records no crops folder for it" if folders.get(m) is None
+                else why.get(folders[m]) or found[folders[m]]) for m in rows}
+
+
+def _section_speed(r: _Report, g: Path, results: list | None, split: str) -> None:
+    """ms per hand per model (results.csv), and frames/s end to end where an artefact holds them."""
+    if not results:
+        return
+    r.h(2, "Speed")
+    r.p(speed_explanation(split))
+    r.table(SPEED_HEADERS, speed_cells(results), SPEED_ALIGN)
+    e2e, _ = _load(g / "end_to_end.csv", read_csv_rows)
+    cols = fps_columns(e2e or [])
+    if cols:
+        r.table(["model"] + cols, [[x.get("model", "")] + [x.get(c, "") for c in cols] for x in e2e],
+                ["l"] + ["r"] * len(cols))
+    else:
+        r.p(f"Frames/s end to end (decode, detect, box, classify) and one-hand latency are not in these "
+            f"artefacts; `{SPEED_COMMAND}` measures them (figures and the machine they were measured on: "
+            "benchmarks/README.md).", "note")
+
+
 # =========================================================================== rendering
 
 _CSS = """
@@ -707,8 +809,12 @@ figcaption{font-size:.85em;color:#555}
 .banner{background:#fff3cd;border:2px solid #e0a800;padding:.8em 1em;font-weight:600;margin:1em 0}
 .meta{color:#666;font-size:.85em}
 .table-wrap{overflow-x:auto}
+@page{size:A4;margin:14mm 12mm 16mm 12mm}
 @media print{
   body{max-width:none;margin:0;padding:0;font-size:10pt}
+  table.wide{font-size:6.5pt}
+  table.wide th,table.wide td{padding:.1em .2em}
+  img{max-height:100mm;width:auto}
   h2{page-break-before:always;break-before:page}
   h2:first-of-type{page-break-before:avoid;break-before:avoid}
   h2,h3{page-break-after:avoid;break-after:avoid}
@@ -740,7 +846,8 @@ def _render_html(title: str, r: _Report, banner: str | None, meta_line: str) -> 
             al = b.align or ["l"] * len(b.headers)
             cl = [f' class="{a}"' if a in ("r", "c") else "" for a in al]
             head = "".join(f"<th{c}>{e(str(h))}</th>" for h, c in zip(b.headers, cl))
-            out.append('<div class="table-wrap"><table><thead><tr>' + head
+            wide = ' class="wide"' if len(b.headers) > WIDE_TABLE_COLUMNS else ""
+            out.append(f'<div class="table-wrap"><table{wide}><thead><tr>' + head
                        + "</tr></thead><tbody>")
             for row in b.rows:
                 out.append("<tr>" + "".join(f"<td{c}>{e(str(v))}</td>" for v, c in zip(row, cl)) + "</tr>")
@@ -821,9 +928,11 @@ def build_report(
     _section_results(r, g, meta, results, note)
     _section_confusion(r, g, model_list)
     _section_confused_pairs(r, g)
+    _section_errors(r, g, meta, runs)
     _section_orientation(r, g)
     _section_calibration(r, g, meta)
     _section_end_to_end(r, g)
+    _section_speed(r, g, results[0], split)
 
     r.h(2, "Artefacts")
     _number_sections(r)
