@@ -39,7 +39,7 @@ import orjson
 from common.errors import DataError, UsageError
 from common.files import atomic_write_bytes, atomic_write_text
 
-from .box_model import DEFAULT_BOX_MODEL, box_iou
+from .box_model import DEFAULT_BOX_MODEL, box_iou, greedy_match
 from .classes import NO_GESTURE
 from .detect import DetectorConfig
 from .hagrid import SPLITS, _ImageLocator, detect_format, read_annotation_file
@@ -65,8 +65,7 @@ CANVAS_FILLS = ("edge", "grey")
 DEFAULT_CANVAS_FILL = "edge"
 #: Crops mode: a detection is the crop's hand when its box overlaps the crop by at least this IoU.
 CROP_MIN_IOU = 0.3
-#: hagrid mode: a detection is an official hand when their boxes' IoU is at least this (greedy one-to-one).
-MATCH_IOU = 0.5
+#: hagrid mode matches detections to official boxes with box_model.greedy_match at box_model.MATCH_IOU.
 ANNOTATIONS_DIRNAME = "hagrid_annotations"
 IMAGES_DIRNAME = "hagrid_dataset"
 CACHE_DIRNAME = ".annotate_cache"
@@ -307,25 +306,6 @@ def gesture_hand_order(hands: Sequence[dict], rule: str = DEFAULT_GESTURE_HAND_R
             return -float(w * h)
         raise ValueError(f"unknown gesture-hand rule {rule!r}; rules: {', '.join(GESTURE_HAND_RULES)}")
     return sorted(range(len(hands)), key=key)
-
-
-def greedy_match(det_boxes, ann_boxes, iou_threshold: float = MATCH_IOU) -> np.ndarray:
-    """For each annotated box, the index of the detection matched to it, or -1: pairs taken greedily,
-    highest IoU first (ties by detection, then annotation index), each box at most once, IoU >= threshold.
-    (The same matching as ``engine.end_to_end``.)"""
-    det = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
-    ann = np.asarray(ann_boxes, dtype=np.float64).reshape(-1, 4)
-    match = np.full(len(ann), -1, dtype=np.int64)
-    if not len(det) or not len(ann):
-        return match
-    iou = box_iou(np.repeat(det, len(ann), axis=0), np.tile(ann, (len(det), 1))).reshape(len(det), len(ann))
-    d_idx, a_idx = np.nonzero(iou >= iou_threshold)
-    used = np.zeros(len(det), dtype=bool)
-    for k in np.lexsort((a_idx, d_idx, -iou[d_idx, a_idx])):
-        d, a = d_idx[k], a_idx[k]
-        if not used[d] and match[a] < 0:
-            used[d], match[a] = True, d
-    return match
 
 
 # --------------------------------------------------------------------------- detection (in workers)

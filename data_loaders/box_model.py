@@ -126,3 +126,28 @@ def fit_box_model(landmarks, image_wh, boxes, start: BoxModel = DEFAULT_BOX_MODE
     x0 = np.array([getattr(start, g) for g in groups], dtype=np.float64)
     res = minimize(loss, x0, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7, "maxiter": 4000})
     return BoxModel(**{g: round(float(abs(v)), 4) for g, v in zip(groups, res.x)})
+
+
+#: IoU a detection needs with an annotated box to be that hand (annotate --hagrid, evaluate --end-to-end).
+MATCH_IOU = 0.5
+
+
+def greedy_match(det_boxes, ann_boxes, iou_threshold: float = MATCH_IOU) -> np.ndarray:
+    """For each annotated box, the index of the detection matched to it, or -1.
+
+    Greedy one-to-one by IoU: all pairs sorted by IoU (highest first; ties by detection, then annotation
+    index), a pair taken when both are still free and its IoU >= ``iou_threshold``. Boxes are normalised
+    ``(x, y, w, h)``."""
+    det = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
+    ann = np.asarray(ann_boxes, dtype=np.float64).reshape(-1, 4)
+    match = np.full(len(ann), -1, dtype=np.int64)
+    if not len(det) or not len(ann):
+        return match
+    iou = box_iou(np.repeat(det, len(ann), axis=0), np.tile(ann, (len(det), 1))).reshape(len(det), len(ann))
+    d_idx, a_idx = np.nonzero(iou >= iou_threshold)
+    used = np.zeros(len(det), dtype=bool)
+    for k in np.lexsort((a_idx, d_idx, -iou[d_idx, a_idx])):
+        d, a = d_idx[k], a_idx[k]
+        if not used[d] and match[a] < 0:
+            used[d], match[a] = True, d
+    return match

@@ -47,7 +47,7 @@ from scipy import stats
 
 from common.errors import DataError, UserFacingError
 from common.files import atomic_write_text
-from data_loaders.box_model import DEFAULT_BOX_MODEL, box_iou
+from data_loaders.box_model import DEFAULT_BOX_MODEL, MATCH_IOU, greedy_match
 from data_loaders.classes import NO_GESTURE, ClassSet
 from data_loaders.detect import DetectorConfig, HandDetector
 from data_loaders.hagrid import HandRecord, load_hagrid
@@ -69,7 +69,7 @@ __all__ = ["CACHE_DIRNAME", "DEFAULT_DETECTOR", "DEFAULT_IOU_THRESHOLD", "Detect
            "cache_file", "greedy_match", "run_end_to_end", "wilson_interval"]
 
 
-DEFAULT_IOU_THRESHOLD = 0.5
+DEFAULT_IOU_THRESHOLD = MATCH_IOU
 DEFAULT_DETECTOR = DetectorConfig()  # the settings the sample's landmarks were made with
 CONFIDENCE = 0.95  # of every interval reported
 CACHE_DIRNAME = ".end_to_end_cache"
@@ -120,28 +120,6 @@ def load_frames(data_dir: str | Path, class_names: Sequence[str], split: str, *,
     if limit is not None:
         chosen = chosen[:limit]
     return chosen, notes
-
-
-# --------------------------------------------------------------------------- matching
-def greedy_match(det_boxes, ann_boxes, iou_threshold: float = DEFAULT_IOU_THRESHOLD) -> np.ndarray:
-    """For each annotated box, the index of the detection matched to it, or -1.
-
-    Greedy one-to-one by IoU: all pairs sorted by IoU (highest first; ties by detection, then annotation
-    index), a pair taken when both are still free and its IoU >= ``iou_threshold``. Boxes are normalised
-    ``(x, y, w, h)``."""
-    det = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
-    ann = np.asarray(ann_boxes, dtype=np.float64).reshape(-1, 4)
-    match = np.full(len(ann), -1, dtype=np.int64)
-    if not len(det) or not len(ann):
-        return match
-    iou = box_iou(np.repeat(det, len(ann), axis=0), np.tile(ann, (len(det), 1))).reshape(len(det), len(ann))
-    d_idx, a_idx = np.nonzero(iou >= iou_threshold)
-    used = np.zeros(len(det), dtype=bool)
-    for k in np.lexsort((a_idx, d_idx, -iou[d_idx, a_idx])):
-        d, a = d_idx[k], a_idx[k]
-        if not used[d] and match[a] < 0:
-            used[d], match[a] = True, d
-    return match
 
 
 # --------------------------------------------------------------------------- detection cache

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_loaders.annotate import GESTURE_HAND_RULES, gesture_hand_order, greedy_match
+from data_loaders.annotate import GESTURE_HAND_RULES, gesture_hand_order
+from data_loaders.box_model import greedy_match
 from data_loaders.classes import NO_GESTURE, make_class_set
 from data_loaders.hagrid import load_hagrid
 from data_loaders.images import open_rgb
