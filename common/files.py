@@ -67,6 +67,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
+def append_line(path: str | Path, data: bytes) -> None:
+    """Append one record (bytes ending in a newline) with a single ``write``: an append-only log that a
+    crash leaves with at most a torn last line (the caches of annotate and end-to-end evaluation)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically; returns the path."""
     return atomic_write_bytes(path, text.encode("utf-8"))

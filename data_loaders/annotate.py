@@ -37,7 +37,7 @@ import numpy as np
 import orjson
 
 from common.errors import DataError, UsageError
-from common.files import atomic_write_bytes, atomic_write_text
+from common.files import append_line, atomic_write_bytes, atomic_write_text
 
 from .box_model import DEFAULT_BOX_MODEL, box_iou, greedy_match
 from .classes import NO_GESTURE
@@ -426,12 +426,7 @@ class ResultCache:
         data = orjson.dumps(e) + b"\n"
         if self._torn:
             data, self._torn = b"\n" + data, False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+        append_line(self.path, data)
         self.entries[rel] = e
 
 

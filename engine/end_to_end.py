@@ -46,7 +46,7 @@ from PIL import Image
 from scipy import stats
 
 from common.errors import DataError, UserFacingError
-from common.files import atomic_write_text
+from common.files import append_line, atomic_write_text
 from data_loaders.box_model import DEFAULT_BOX_MODEL, MATCH_IOU, greedy_match
 from data_loaders.classes import NO_GESTURE, ClassSet
 from data_loaders.detect import DetectorConfig, HandDetector
@@ -178,12 +178,7 @@ class DetectionCache:
         data = json.dumps(e, separators=(",", ":")).encode() + b"\n"
         if self._torn:
             data, self._torn = b"\n" + data, False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+        append_line(self.path, data)
         self.entries[uuid] = e
 
 
