@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -65,6 +66,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_open(path, "wb") as f:
         f.write(data)
     return Path(path)
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> Path:
+    """Give ``dst`` the contents of ``src`` atomically: a hard link when the file system has them (no bytes
+    written; replacing either path later leaves the other as it was), else a copy. Returns ``dst``."""
+    dst = Path(dst)
+    fd, tmp = _create_temp(dst.parent, dst.name)
+    os.close(fd)
+    try:
+        try:
+            os.unlink(tmp)
+            os.link(src, tmp)
+        except OSError:  # no hard links here (or across devices): copy the bytes
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return dst
 
 
 def append_line(path: str | Path, data: bytes) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from common.errors import CheckpointMismatchError, UsageError
-from common.files import atomic_open
+from common.files import atomic_copy, atomic_open
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model_name", "hparams", "num_classes", "class_names", "preprocessing", "state_dict")
@@ -247,6 +247,8 @@ class CheckpointSaver:
         self.last = Path(out_dir) / f"{run_name}.last.pt"
 
     def save(self, checkpoint: dict, improved: bool) -> None:
-        if improved:
+        if improved:  # written once: the last checkpoint is then a hard link to (or a copy of) the best
             save_checkpoint(self.best, checkpoint)
-        save_checkpoint(self.last, checkpoint)
+            atomic_copy(self.best, self.last)
+        else:
+            save_checkpoint(self.last, checkpoint)

@@ -450,9 +450,12 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
-    from .recipes import DEMO_MODELS
+    from .recipes import DEFAULT_DEMO_PLAN, DEMO_MODELS, DEMO_PLANS
 
     p.add_argument("--data-dir", help="HaGRID root (v1 or v2); default: generate the synthetic demonstration set")
+    p.add_argument("--plan", choices=list(DEMO_PLANS), default=DEFAULT_DEMO_PLAN,
+                   help="training budget: 'quick' (default; under 5 minutes on 2 CPU cores, image models "
+                        "under-trained) or 'cpu' (~18 minutes; ResNet-34 at 128 px for 8 epochs); engine/recipes.py")
     p.add_argument("--work-dir", default=".", help="where data/, final_models/, graphs/, reports/ go")
     p.add_argument("--models", nargs="+", default=list(DEMO_MODELS), choices=DEMO_MODELS)
     p.add_argument("--restart", action="store_true", help="redo every step instead of reusing finished ones")
@@ -460,7 +463,9 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs-scale", type=_positive(float), default=1.0,
                    help="multiply every model's epochs (e.g. 0.2)")
-    p.add_argument("--pretrained", help="ResNet-34 start: 'imagenet' (needs internet) or a .pth path")
+    p.add_argument("--pretrained", help="ResNet-34 start: 'imagenet' (downloads unless cached), a .pth path, or "
+                                        "'none' (from scratch); default: ImageNet's when already in the torch hub "
+                                        "cache, else from scratch")
     p.add_argument("--synth-subjects", type=_positive(int), help="synthetic set: number of subjects (default 90)")
     p.add_argument("--synth-images-per-subject", type=_positive(int),
                    help="synthetic set: frames per subject (default 16)")
@@ -472,6 +477,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     run_demo(DemoConfig(data_dir=args.data_dir, work_dir=args.work_dir, models=with_fusion_branches(args.models),
                         restart=args.restart, device=args.device, seed=args.seed, epochs_scale=args.epochs_scale,
+                        plan_name=args.plan,
                         pretrained=args.pretrained, synth_subjects=args.synth_subjects,
                         synth_images_per_subject=args.synth_images_per_subject, progress=not args.no_progress))
     return 0

@@ -60,11 +60,11 @@ def recipe(model: str) -> dict[str, Any]:
 #: The demo's models in training order: fusion last, since it starts from resnet34 + gcn.
 DEMO_MODELS = ("mlp", "gcn", "cnn", "resnet34", "fusion")
 
-#: CPU-sized demo settings. Landmark models get many cheap epochs; ResNet-34 trains from scratch (no
-#: ImageNet weights offline) for a few epochs; fusion starts from the trained ResNet-34 and GCN with
-#: frozen branches and fuses at the logit level (one learned weight), which keeps the GCN's accuracy and
-#: adds the image where landmarks are missing. The feature-level head (the model's default) is the
-#: recipe for a GPU and the full dataset (docs/models.md).
+#: The demo's long CPU plan (``--plan cpu``, ~18 min for the synthetic set on 2 cores). Landmark models get
+#: many cheap epochs; ResNet-34 trains from scratch (no ImageNet weights offline) for 8 epochs at 128 px;
+#: fusion starts from the trained ResNet-34 and GCN with frozen branches and fuses at the logit level (one
+#: learned weight), which keeps the GCN's accuracy and adds the image where landmarks are missing. The
+#: feature-level head (the model's default) is the recipe for a GPU and the full dataset (docs/models.md).
 CPU_PLAN: dict[str, dict[str, Any]] = {
     "mlp": dict(epochs=150, patience=30, hparams={}),
     "gcn": dict(epochs=150, patience=30, hparams={}),
@@ -72,3 +72,20 @@ CPU_PLAN: dict[str, dict[str, Any]] = {
     "resnet34": dict(epochs=8, patience=0, hparams={"weights": None}, lr=1e-3, scheduler="onecycle"),
     "fusion": dict(epochs=4, patience=0, hparams={"freeze_branches": True, "mode": "logit"}, lr=1e-2),
 }
+
+#: The demo's default plan (``--plan quick``): the whole demo in under 5 minutes on 2 CPU cores. Where the
+#: seconds go (benchmarks/README.md): ResNet-34 from scratch costs ~80 s per epoch at 128 px here, so it
+#: trains at 64 px (four times fewer pixels) for a few epochs and is under-trained; the CNN gets a third of
+#: the long plan's epochs; fusion (logit level, frozen branches: one learned weight) needs one epoch.
+QUICK_PLAN: dict[str, dict[str, Any]] = {
+    "mlp": dict(epochs=150, patience=30, hparams={}),
+    "gcn": dict(epochs=100, patience=20, hparams={}),
+    "cnn": dict(epochs=20, patience=0, hparams={}),
+    "resnet34": dict(epochs=3, patience=0, hparams={"weights": None}, lr=1e-3, scheduler="onecycle",
+                     image_size=64),
+    "fusion": dict(epochs=1, patience=0, hparams={"freeze_branches": True, "mode": "logit"}, lr=1e-2),
+}
+
+#: ``hand-gestures demo --plan``: name -> plan; the first is the default.
+DEMO_PLANS: dict[str, dict[str, dict[str, Any]]] = {"quick": QUICK_PLAN, "cpu": CPU_PLAN}
+DEFAULT_DEMO_PLAN = next(iter(DEMO_PLANS))

@@ -59,6 +59,7 @@ from .reporting.plots import HISTORY_FIELDS, plot_history
 
 PLOT_EVERY_S = 10.0  # redraw the curves at most this often during a run (always at the end)
 IN_MEMORY = ("auto", "yes", "no")
+MIN_IMAGE_SIZE = 32  # ResNet-34 halves its input five times
 
 
 def _option(default: Any = None, help: str | None = None, **flag: Any) -> Any:
@@ -93,6 +94,8 @@ class TrainConfig:
     seed: int = _option(0)
     device: str = _option("auto")
     landmark_norm: str = _option("wrist", choices=LANDMARK_NORMS)
+    image_size: int | None = _option(None, "image models: input side in pixels (default: the model's own, 128 for "
+                                     "resnet34; fusion: its --init-from resnet34 checkpoint's)", metavar="PX")
     hparams: dict = _option(dict, "model hyperparameter (JSON value)", name="hparam", metavar="KEY=VALUE")
     init_from: dict = _option(dict, "fusion: resnet34=... gcn=...", metavar="MODEL=CKPT")  # {"gcn": ckpt, ...}
     augment: bool = _option(True, name="no_augment", negate=True)
@@ -121,7 +124,8 @@ class TrainConfig:
         settings = resolved_settings(self)
         for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 0)):
             _check_at_least(name, settings[name], low)
-        for name, low in (("num_workers", 0), ("max_train_batches", 1), ("max_eval_batches", 1)):
+        for name, low in (("num_workers", 0), ("max_train_batches", 1), ("max_eval_batches", 1),
+                          ("image_size", MIN_IMAGE_SIZE)):
             _check_at_least(name, getattr(self, name), low)
         if not 0 <= self.seed < 2**32:
             raise UsageError(f"--seed must be in [0, 2**32), got {self.seed}")
@@ -134,6 +138,8 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise UsageError(f"{flag_name(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         check_device(self.device)
+        if self.image_size is not None and "image" not in model_spec(self.model).inputs:
+            raise UsageError(f"--image-size is for image models; {self.model} reads no image")
         if self.init_from and self.model != "fusion":
             raise UsageError(f"--init-from is only for --model fusion (it starts the fusion branches "
                              f"{' and '.join(FUSION_BRANCHES)} from trained checkpoints), not for {self.model}")
@@ -185,7 +191,7 @@ def resolved_settings(cfg: TrainConfig) -> dict[str, Any]:
 
 
 RESUME_SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "scheduler", "optimizer", "seed",
-                   "max_train_batches")
+                   "max_train_batches", "image_size")
 
 
 def _check_resume_settings(ckpt: dict, path: Path, now: dict) -> None:
@@ -223,13 +229,14 @@ def _requested_classes(cfg: TrainConfig) -> tuple[str, ...] | None:
 def _setup_data(cfg: TrainConfig, settings: dict, device: torch.device, dist: DistInfo) -> _Data:
     """The hand table, its train/val batches and transforms, and the preprocessing to record."""
     spec = model_spec(cfg.model)
+    size = input_image_size(cfg)
     requested = _requested_classes(cfg)
     table = load_hand_table(cfg.crops_dir, cfg.data_dir, class_names=requested, need_images="image" in spec.inputs)
     table = usable_rows(table, spec.inputs)
     train_t, val_t = table.split_view(cfg.train_split), table.split_view(cfg.val_split)
     if "handedness" in model_inputs(cfg.model, cfg.hparams):  # refuse before any crop is read
         _check_handedness(cfg, train_t.handedness_known)
-    common = dict(inputs=spec.inputs, image_size=spec.image_size, landmark_norm=cfg.landmark_norm,
+    common = dict(inputs=spec.inputs, image_size=size, landmark_norm=cfg.landmark_norm,
                   seed=cfg.seed, device=device, rank=dist.rank, world=dist.world,
                   num_workers=cfg.num_workers, in_memory=cfg.in_memory, progress=cfg.progress and dist.is_main,
                   decoded_cache=cfg.decoded_cache)
@@ -238,17 +245,29 @@ def _setup_data(cfg: TrainConfig, settings: dict, device: torch.device, dist: Di
                          **common)
     augment = AugmentConfig.from_recipe(recipe(cfg.model)["augment"]) if cfg.augment else None
     preprocessing = {
-        "inputs": list(model_inputs(cfg.model, cfg.hparams)), "image_size": spec.image_size,
+        "inputs": list(model_inputs(cfg.model, cfg.hparams)), "image_size": size,
         "landmark_norm": cfg.landmark_norm,
         "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
         "crop": _crop_settings(table.meta.get("crop_info") or {}),
     }
     data = _Data(list(table.class_names), train_b, val_b,
-                 BatchTransform(cfg.landmark_norm, spec.image_size, augment, seed=cfg.seed, rank=dist.rank),
-                 BatchTransform(cfg.landmark_norm, spec.image_size, None), preprocessing, train_t.handedness_known)
+                 BatchTransform(cfg.landmark_norm, size, augment, seed=cfg.seed, rank=dist.rank),
+                 BatchTransform(cfg.landmark_norm, size, None), preprocessing, train_t.handedness_known)
     _say(cfg, dist, f"[{cfg.name}] {len(train_t)} train / {len(val_t)} val hands, {len(data.class_names)} classes, "
          f"device {device}" + (f", {dist.world} processes" if dist.enabled else ""))
     return data
+
+
+def input_image_size(cfg: TrainConfig) -> int | None:
+    """The side the model's images are resized to: ``--image-size``, else (fusion started from a ResNet-34)
+    the size that branch was trained at, else the model's own; None for landmark models."""
+    spec = model_spec(cfg.model)
+    if spec.image_size is None or cfg.image_size is not None:
+        return cfg.image_size
+    branch = cfg.init_from.get("resnet34") if cfg.model == "fusion" else None
+    if branch and Path(branch).is_file():
+        return load_checkpoint(branch).get("preprocessing", {}).get("image_size") or spec.image_size
+    return spec.image_size
 
 
 def _check_handedness(cfg: TrainConfig, known: float) -> None:
@@ -296,7 +315,8 @@ def _load_resume(cfg: TrainConfig, last: Path, class_names: list[str], settings:
     check_compatible(ckpt, last, model_name=cfg.model, class_names=class_names,
                      hparams={k: v for k, v in cfg.hparams.items() if k != "weights"},
                      preprocessing={"landmark_norm": cfg.landmark_norm})
-    _check_resume_settings(ckpt, last, {**settings, "seed": cfg.seed, "max_train_batches": cfg.max_train_batches})
+    _check_resume_settings(ckpt, last, {**settings, "seed": cfg.seed, "max_train_batches": cfg.max_train_batches,
+                                        "image_size": cfg.image_size})
     return ckpt
 
 

@@ -49,6 +49,17 @@ def hub_cache_dir(model_dir: str | os.PathLike | None = None) -> str:
     return str(model_dir) if model_dir is not None else os.path.join(torch.hub.get_dir(), "checkpoints")
 
 
+def imagenet_cache_path(url: str = IMAGENET_URL, model_dir: str | os.PathLike | None = None) -> Path:
+    """Where torch.hub keeps the ImageNet weight file once downloaded (``$TORCH_HOME/hub/checkpoints/...``)."""
+    return Path(hub_cache_dir(model_dir)) / (os.path.basename(urlparse(url).path) or "resnet34.pth")
+
+
+def cached_imagenet_weights(url: str = IMAGENET_URL, model_dir: str | os.PathLike | None = None) -> Path | None:
+    """The cached ImageNet weight file when it is there (so ``weights="imagenet"`` needs no network), else None."""
+    path = imagenet_cache_path(url, model_dir)
+    return path if path.is_file() else None
+
+
 def load_imagenet_weights(
     url: str = IMAGENET_URL, model_dir: str | os.PathLike | None = None, *, progress: bool = False
 ) -> dict[str, torch.Tensor]:
@@ -57,8 +68,8 @@ def load_imagenet_weights(
     Raises :class:`PretrainedWeightsError` with instructions when the file can be neither
     found in the cache nor downloaded.
     """
-    cache = hub_cache_dir(model_dir)
-    file_name = os.path.basename(urlparse(url).path) or "resnet34.pth"
+    cached = imagenet_cache_path(url, model_dir)
+    cache, file_name = str(cached.parent), cached.name
     try:
         return torch.hub.load_state_dict_from_url(
             url,

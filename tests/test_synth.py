@@ -27,7 +27,7 @@ def _files(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("synth") / "set"
-    stats = S.generate_synthetic_hagrid(out, **TINY)
+    stats = S.generate_synthetic_hagrid(out, **TINY, workers=2)  # a pool, even on one CPU
     return out, stats
 
 
@@ -111,8 +111,8 @@ def test_subject_disjoint_splits(tiny):
 def test_deterministic_and_reused(tiny, tmp_path):
     out, _ = tiny
     again = tmp_path / "again"
-    S.generate_synthetic_hagrid(again, **TINY)
-    assert _files(again) == _files(out)  # byte-identical images and annotation files
+    S.generate_synthetic_hagrid(again, **TINY, workers=1)  # the fixture drew in a pool of two
+    assert _files(again) == _files(out)  # byte-identical images and annotation files, whatever the workers
     mtime = (again / "synth_info.json").stat().st_mtime_ns
     stats = S.generate_synthetic_hagrid(again, **TINY)
     assert stats["reused"] and (again / "synth_info.json").stat().st_mtime_ns == mtime

@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from common.errors import DataError
 from common.files import atomic_write_bytes
+from common.parallel import mapped, usable_cpus
 
 from ..classes import GESTURES_18, NO_GESTURE
 from . import render as R
@@ -357,13 +358,15 @@ def generate_synthetic_hagrid(
     empty_landmarks_p: float = DEFAULT_EMPTY_LANDMARKS_P,
     landmark_noise: float = DEFAULT_LANDMARK_NOISE,
     progress: bool = True,
+    workers: int | None = None,
 ) -> dict:
     """Write the synthetic demonstration set to ``out_dir`` (HaGRID v2 layout); return its stats.
 
     ``image_size`` is (W, H) of landscape frames; a subject films in portrait (H, W) with
     probability ``portrait_p``. When ``out_dir/synth_info.json`` records the same settings
     the existing set is reused (``stats["reused"]``). Files of an older synthetic set in the
-    same folder are replaced; a folder holding other HaGRID annotations is refused.
+    same folder are replaced; a folder holding other HaGRID annotations is refused. Frames are drawn in
+    ``workers`` processes (default: one per usable CPU); the output does not depend on how many.
     """
     out = Path(out_dir)
     if n_subjects < 1 or images_per_subject < 1:
@@ -381,21 +384,30 @@ def generate_synthetic_hagrid(
                                                      option=orjson.OPT_INDENT_2))
     subjects = [make_subject(i, seed, split, portrait_p) for i, split in enumerate(assign_splits(n_subjects, seed))]
     schedule = gesture_schedule(n_subjects, images_per_subject, seed)
+    frame_kw = dict(second_hand_p=second_hand_p, empty_landmarks_p=empty_landmarks_p, landmark_noise=landmark_noise)
+    jobs = [(subj, gesture, k, seed, image_size, frame_kw) for subj in subjects
+            for k, gesture in enumerate(schedule[subj.index])]
     written = _Written()
-    with tqdm(total=n_subjects * images_per_subject, desc="synth frames", unit="img",
-              disable=None if progress else True) as bar:  # None: off when not a terminal
-        for subj in subjects:
-            for k, gesture in enumerate(schedule[subj.index]):
-                spec, rng = sample_frame(subj, gesture, k, seed, image_size, second_hand_p=second_hand_p,
-                                         empty_landmarks_p=empty_landmarks_p, landmark_noise=landmark_noise)
-                written.add_frame(out, spec, render_frame(spec, rng))
-                bar.update(1)
+    n_workers = usable_cpus() if workers is None else max(1, workers)
+    # every frame has its own seeded generator, so the files are the same for any number of workers
+    with mapped(_draw_frame, jobs, n_workers, chunksize=8) as frames, \
+            tqdm(total=len(jobs), desc="synth frames", unit="img", disable=None if progress else True) as bar:
+        for spec, jpeg in frames:  # in job order
+            written.add_frame(out, spec, jpeg)
+            bar.update(1)
     written.write_annotations(out)
     _prune(out, written.paths)
     stats = written.stats(subjects)
     _write_readme_and_info(out, settings, stats)
     stats.update(out_dir=str(out), reused=False, seconds=round(time.perf_counter() - t0, 2))
     return stats
+
+
+def _draw_frame(job: tuple) -> tuple[FrameSpec, bytes]:
+    """One frame's spec and JPEG bytes (a pool task: everything it needs travels in ``job``)."""
+    subject, gesture, k, seed, image_size, frame_kw = job
+    spec, rng = sample_frame(subject, gesture, k, seed, image_size, **frame_kw)
+    return spec, render_frame(spec, rng)
 
 
 def _reusable(out: Path, settings: dict) -> dict | None:
