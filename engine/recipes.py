@@ -80,14 +80,15 @@ CPU_PLAN: dict[str, dict[str, Any]] = {
 
 #: The demo's default plan (``--plan quick``): the whole demo in under 5 minutes on 2 CPU cores. Where the
 #: seconds go (benchmarks/README.md): ResNet-34 from scratch costs ~80 s per epoch at 128 px here, so it
-#: trains at 64 px (four times fewer pixels) for a few epochs and is under-trained; the CNN gets a third of
-#: the long plan's epochs; fusion (logit level, frozen branches: one learned weight) needs one epoch.
+#: trains at 48 px for 3 epochs (~25 s each) and is badly under-trained (64 px for 3 epochs: 20 s more, no
+#: better); the CNN gets 25 of the long plan's 60 epochs; fusion (logit level, frozen branches: one learned
+#: weight) needs one epoch.
 QUICK_PLAN: dict[str, dict[str, Any]] = {
     "mlp": dict(epochs=150, patience=30, hparams={}),
     "gcn": dict(epochs=100, patience=20, hparams={}),
     "cnn": dict(epochs=25, patience=0, hparams={}),
     "resnet34": dict(epochs=3, patience=0, hparams={"weights": None}, lr=1e-3, scheduler="onecycle",
-                     image_size=64),
+                     image_size=48),
     "fusion": dict(epochs=1, patience=0, hparams={"freeze_branches": True, "mode": "logit"}, lr=1e-2),
 }
 
