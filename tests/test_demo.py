@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from engine.cli import main
@@ -27,6 +28,12 @@ def test_demo_end_to_end_then_reuses_finished_steps(tmp_path, capsys):
     html = (tmp_path / "reports" / "report.html").read_text()
     assert "data:image/png;base64" in html and "SYNTHETIC" in html.upper()
     assert (tmp_path / "graphs" / "data_summary.json").is_file()
+    # where the time went: every step timed, in order, and the ResNet-34's start said
+    timings = json.loads((tmp_path / "graphs" / "demo_timings.json").read_text())
+    assert timings["plan"] == "quick" and list(timings["steps_s"]) == ["dataset", "crops", *MODELS, "evaluation", "report"]
+    assert all(v >= 0 for v in timings["steps_s"].values())
+    assert timings["total_s"] >= sum(timings["steps_s"].values()) - 0.5  # each rounded to 0.1 s
+    assert "plan 'quick'" in out and ("[resnet34] trains from scratch" in out or "[resnet34] starts from" in out)
 
     mtimes = {m: (tmp_path / "final_models" / f"{m}.pt").stat().st_mtime_ns for m in MODELS}
     crops = sorted((tmp_path / "data").glob("crops_*/train/*/*.jpg"))
