@@ -52,7 +52,7 @@ if str(REPO) not in sys.path:  # run as a script (also under torchrun) from a ch
     sys.path.insert(0, str(REPO))
 
 from engine.loop import autocast  # noqa: E402
-from engine.recipes import recipe  # noqa: E402
+from engine.recipes import recipe, uses_channels_last  # noqa: E402
 from model_classes import create_model, list_models, model_spec  # noqa: E402
 
 NUM_CLASSES = 18
@@ -80,8 +80,9 @@ def build(name: str) -> torch.nn.Module:
 
 
 def synthetic_batch(name: str, batch_size: int, device: torch.device, channels_last: bool,
-                    seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random inputs in the dict-batch format; an image only for models that take one."""
+                    seed: int = 0, image_size: int | None = None) -> dict[str, torch.Tensor]:
+    """Random inputs in the dict-batch format; an image (``image_size``, default the model's) only for
+    models that take one."""
     spec = model_spec(name)
     g = torch.Generator().manual_seed(seed)
     b = {
@@ -91,7 +92,7 @@ def synthetic_batch(name: str, batch_size: int, device: torch.device, channels_l
         "index": torch.arange(batch_size),
     }
     if spec.image_size is not None:
-        s = spec.image_size
+        s = image_size or spec.image_size
         b["image"] = torch.randn(batch_size, 3, s, s, generator=g)
     b = {k: v.to(device) for k, v in b.items()}
     if channels_last and "image" in b:
@@ -126,13 +127,15 @@ def _timed(fn, steps: int, device: torch.device) -> float:
 
 
 def bench_model(name: str, *, device: torch.device, batch_size: int | None, steps: int, warmup: int,
-                compile_: bool, compile_mode: str | None, amp: bool) -> dict:
-    """Train and inference throughput of one model, eager or compiled."""
+                compile_: bool, compile_mode: str | None, amp: bool, image_size: int | None = None) -> dict:
+    """Train and inference throughput of one model, eager or compiled; image models at ``image_size``
+    (default: the model's), channels-last where the training engine uses it."""
     spec = model_spec(name)
     rec = recipe(name)
     bs = batch_size or int(rec.get("batch_size", 64))
-    channels_last = device.type == "cuda" and spec.image_size is not None
-    row: dict = {"model": name, "compile": compile_, "batch_size": bs, "image_size": spec.image_size,
+    channels_last = uses_channels_last(name, device.type)
+    size = (image_size or spec.image_size) if spec.image_size is not None else None
+    row: dict = {"model": name, "compile": compile_, "batch_size": bs, "image_size": size,
                  "device": device.type, "amp_bf16": amp and device.type == "cuda", "channels_last": channels_last}
     torch.manual_seed(0)
     model = build(name).to(device)
@@ -142,7 +145,7 @@ def bench_model(name: str, *, device: torch.device, batch_size: int | None, step
     run_model = torch.compile(model, mode=compile_mode) if compile_ else model
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=float(rec.get("lr", 1e-3)),
                            weight_decay=float(rec.get("weight_decay", 0.0)))
-    batch = synthetic_batch(name, bs, device, channels_last)
+    batch = synthetic_batch(name, bs, device, channels_last, image_size=size)
 
     def train_step() -> None:
         with autocast(device, amp):
@@ -442,6 +445,7 @@ def parse_args(argv=None):
     ap.add_argument("--steps", type=int, default=None, help="timed steps per phase (default 50; --tiny 2)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 10; --tiny 1)")
     ap.add_argument("--batch-size", type=int, default=None, help="override every model's recipe batch size")
+    ap.add_argument("--image-size", type=int, default=None, help="image models' input side (default: each model's)")
     ap.add_argument("--tiny", action="store_true", help="batch 4, 2 steps: runs on a CPU in seconds (tests)")
     ap.add_argument("--no-compile", action="store_true", help="eager only (skip torch.compile)")
     ap.add_argument("--compile-only", action="store_true", help="torch.compile only (skip the eager runs)")
@@ -513,7 +517,8 @@ def _main(args) -> dict:
             for name in order:
                 try:
                     row = bench_model(name, device=device, batch_size=batch_size, steps=steps, warmup=warmup,
-                                      compile_=compiled, compile_mode=args.compile_mode, amp=not args.no_amp)
+                                      compile_=compiled, compile_mode=args.compile_mode, amp=not args.no_amp,
+                                      image_size=args.image_size)
                 except Exception as e:  # one model's failure (a compile error, say) must not lose the others
                     traceback.print_exc()
                     row = {"model": name, "compile": compiled, "batch_size": batch_size,

@@ -54,6 +54,13 @@ RECIPES: dict[str, dict[str, Any]] = {
 CHANNELS_LAST_ON_CPU = frozenset({"cnn"})
 
 
+def uses_channels_last(model: str, device_type: str) -> bool:
+    """Whether ``model`` trains with channels-last images and weights on a ``device_type`` device."""
+    from model_classes import model_spec
+
+    return "image" in model_spec(model).inputs and (device_type == "cuda" or model in CHANNELS_LAST_ON_CPU)
+
+
 def recipe(model: str) -> dict[str, Any]:
     """A copy of ``model``'s training recipe (editing it changes nothing)."""
     try:

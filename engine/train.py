@@ -54,7 +54,7 @@ from .checkpoint import (
 )
 from .distributed import DistInfo, barrier, check_device, cleanup_distributed, init_distributed, resolve_device
 from .loop import evaluate, train_one_epoch
-from .recipes import CHANNELS_LAST_ON_CPU, SCHEDULERS, recipe
+from .recipes import SCHEDULERS, recipe, uses_channels_last
 from .reporting.plots import HISTORY_FIELDS, plot_history
 
 PLOT_EVERY_S = 10.0  # redraw the curves at most this often during a run (always at the end)
@@ -403,8 +403,7 @@ def _fit(cfg: TrainConfig, dist: DistInfo, callbacks: Sequence[Callable[[int, di
     resume = _load_resume(cfg, saver.last, data.class_names, settings, dist)
     model = _build_model(cfg, data.class_names, resume, saver.last).to(device)
     _record_inputs(cfg, dist, model, data)
-    channels_last = "image" in model_spec(cfg.model).inputs and (device.type == "cuda"
-                                                                 or cfg.model in CHANNELS_LAST_ON_CPU)
+    channels_last = uses_channels_last(cfg.model, device.type)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_model = model
