@@ -13,6 +13,18 @@ SAMPLE = Path(os.environ.get("HAGRID_SAMPLE", REPO.parent / "shared" / "hagrid_s
 
 
 @pytest.fixture(scope="session")
+def synth_crops(tmp_path_factory) -> Path:
+    """A tiny synthetic HaGRID (v2 layout) and its crops: always available, no sample needed (read-only)."""
+    from data_loaders.crop import crop_dataset
+    from data_loaders.synthetic.generate import generate_synthetic_hagrid
+
+    root = tmp_path_factory.mktemp("synth")
+    generate_synthetic_hagrid(root / "data", n_subjects=12, images_per_subject=6, seed=1, progress=False)
+    crop_dataset(root / "data", root / "crops", workers=1, progress=False)
+    return root / "crops"
+
+
+@pytest.fixture(scope="session")
 def hagrid_sample() -> Path:
     """Path to ``../shared/hagrid_sample`` (HaGRID v2 layout); skips the test when it is absent."""
     if not (SAMPLE / "hagrid_annotations").is_dir():

@@ -18,22 +18,12 @@ from data_loaders.augment import BatchTransform
 from data_loaders.batches import make_batches, usable_rows
 from data_loaders.crop import crop_dataset
 from data_loaders.hand_table import HandTable
-from data_loaders.synthetic.generate import generate_synthetic_hagrid
 from engine.checkpoint import load_checkpoint, load_model, save_checkpoint
 from engine.evaluate import predict_checkpoint
 from engine.train import TrainConfig, fit
 from model_classes import create_model, model_spec
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def synth_crops(tmp_path_factory) -> Path:
-    """A tiny synthetic HaGRID (v2 layout) and its crops: always available, no sample needed."""
-    root = tmp_path_factory.mktemp("synth")
-    generate_synthetic_hagrid(root / "data", n_subjects=12, images_per_subject=6, seed=1, progress=False)
-    crop_dataset(root / "data", root / "crops", workers=1, progress=False)
-    return root / "crops"
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,7 @@ import pytest
 import torch
 
 from common.errors import CheckpointMismatchError, UsageError
-from data_loaders.crop import crop_dataset
 from data_loaders.hand_table import HandTable
-from data_loaders.synthetic.generate import generate_synthetic_hagrid
 from engine.checkpoint import CheckpointSaver, load_checkpoint
 from engine.demo import DemoConfig, _previous_run, resnet_start, train_configs
 from engine.evaluate import predict_checkpoint
@@ -21,12 +19,9 @@ from engine.train import TrainConfig, fit
 from model_classes.resnet import ResNet34Classifier, imagenet_cache_path
 
 
-@pytest.fixture(scope="module")
-def crops(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("speed")
-    generate_synthetic_hagrid(root / "data", n_subjects=8, images_per_subject=4, seed=4, progress=False)
-    crop_dataset(root / "data", root / "crops", workers=1, progress=False)
-    return root / "crops"
+@pytest.fixture
+def crops(synth_crops) -> Path:
+    return synth_crops
 
 
 def _cfg(tmp_path: Path, crops: Path, model: str, **kw) -> TrainConfig:
