@@ -1,4 +1,4 @@
-"""One way to fan work out over processes: a fork pool when it pays, the same loop in-process otherwise.
+"""One way to fan work out over processes: a process pool when it pays, the same loop in-process otherwise.
 
 The pool is created before the caller starts a progress bar (tqdm's monitor thread must not exist when
 the workers fork) and stopped as soon as the caller leaves the ``with`` block, results read or not.
@@ -23,13 +23,12 @@ def usable_cpus() -> int:
 def mapped(func: Callable[[Any], Any], tasks: Sequence[Any], workers: int, *, ordered: bool = True,
            chunksize: int = 1, initializer: Callable[..., None] | None = None,
            initargs: tuple = ()) -> Iterator[Iterable[Any]]:
-    """``func`` over ``tasks`` as an iterator: in ``workers`` forked processes when there are more than one
-    worker and one task and the platform forks, else in this process (``initializer`` runs here first).
+    """``func`` over ``tasks`` as an iterator: in a pool of ``workers`` processes when there are more than one
+    worker and one task, else in this process (``initializer`` runs here first).
     ``ordered=False`` yields results as they finish."""
     pool = None
-    if workers > 1 and len(tasks) > 1 and "fork" in multiprocessing.get_all_start_methods():
-        pool = multiprocessing.get_context("fork").Pool(min(workers, len(tasks)), initializer=initializer,
-                                                        initargs=initargs)
+    if workers > 1 and len(tasks) > 1:  # the platform's start method: fork on Linux
+        pool = multiprocessing.Pool(min(workers, len(tasks)), initializer=initializer, initargs=initargs)
     elif initializer is not None:
         initializer(*initargs)
     try:

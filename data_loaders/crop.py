@@ -40,7 +40,6 @@ import shlex
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from multiprocessing import Pool
 from numbers import Integral
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -51,6 +50,7 @@ from tqdm import tqdm
 
 from common.errors import DataError, UsageError
 from common.files import atomic_write_text, exclusive_lock, is_temp_file
+from common.parallel import mapped, usable_cpus
 
 from .box_model import DEFAULT_BOX_MODEL, BoxModel, landmark_box
 from .classes import GESTURES_18, GESTURES_33, NO_GESTURE, ClassSet, make_class_set
@@ -96,11 +96,7 @@ log = logging.getLogger(__name__)
 
 def default_workers() -> int:
     """min(usable CPUs, 8): decoding scales with cores, more only adds memory."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, 8))
+    return min(usable_cpus(), 8)
 
 
 def crop_path(record: HandRecord) -> str:
@@ -582,26 +578,16 @@ def _run_tasks(tasks: list[tuple[str, list[Hand]]], n_hands: int, settings: dict
     """Every task through :func:`crop_image` (in a process pool when more than one worker); results by hand."""
     results: list[Result | None] = [None] * n_hands
     n_workers = default_workers() if workers is None else max(1, workers)
+    chunk = max(1, min(64, len(tasks) // (n_workers * 16)))
     # the pool forks before the progress bar starts its monitor thread (fork with threads is unsafe)
-    pool = Pool(n_workers, initializer=_init_worker, initargs=(settings,)) if n_workers > 1 else None
-    if pool is None:
-        _init_worker(settings)
-    bar = tqdm(total=len(tasks), unit="img", desc="crop", disable=None if progress else True,  # None: off when not a terminal
-               smoothing=0.05)
-    try:
-        if pool is None:
-            done = map(crop_image, tasks)
-        else:
-            done = pool.imap_unordered(crop_image, tasks, chunksize=max(1, min(64, len(tasks) // (n_workers * 16))))
+    with mapped(crop_image, tasks, n_workers, ordered=False, chunksize=chunk, initializer=_init_worker,
+                initargs=(settings,)) as done, \
+            tqdm(total=len(tasks), unit="img", desc="crop", disable=None if progress else True,  # None: off when not a terminal
+                 smoothing=0.05) as bar:
         for out in done:
             for res in out:
                 results[res[0]] = res
             bar.update()
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()  # all results are in (or we are unwinding): stop the workers now
-            pool.join()
     return results
 
 

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-from multiprocessing import Pool
 from pathlib import Path
 from typing import Iterator
 
@@ -32,6 +31,7 @@ from PIL import Image
 
 from common.errors import DataError
 from common.files import TMP_PREFIX, TMP_SUFFIX, atomic_open, atomic_write_text
+from common.parallel import mapped
 
 from .crop import repair_command
 from .hand_table import HandTable
@@ -187,19 +187,12 @@ def _build(table: HandTable, size: int, data: Path, workers: int, progress: bool
     tasks = [(paths[i:i + CHUNK], size, repair) for i in range(0, len(paths), CHUNK)]
     from tqdm.auto import tqdm
 
-    pool = Pool(min(workers, len(tasks))) if workers > 1 and len(tasks) > 1 else None  # forks before tqdm's thread
-    bar = tqdm(total=len(paths), desc=f"decoding {len(paths)} crops once ({data.parent})", unit="img",
-               disable=None if progress else True, leave=False)
-    try:
-        with atomic_open(data, "wb") as f:
-            for block in (pool.imap(_decode_chunk, tasks) if pool else map(_decode_chunk, tasks)):
-                f.write(block.tobytes())
-                bar.update(len(block))
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    with mapped(_decode_chunk, tasks, workers) as blocks, \
+            tqdm(total=len(paths), desc=f"decoding {len(paths)} crops once ({data.parent})", unit="img",
+                 disable=None if progress else True, leave=False) as bar, atomic_open(data, "wb") as f:
+        for block in blocks:  # in row order
+            f.write(block.tobytes())
+            bar.update(len(block))
 
 
 def _decode_chunk(task: tuple[list[str], int, str | None]) -> np.ndarray:

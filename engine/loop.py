@@ -18,18 +18,15 @@ from .distributed import all_reduce_sum
 from .metrics import ModelPredictions
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool = False) -> dict[str, torch.Tensor]:
-    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    if channels_last and "image" in out:
-        out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
-    return out
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def prepared(batch: dict[str, torch.Tensor], device: torch.device, transform: BatchTransform, train: bool,
              channels_last: bool) -> dict[str, torch.Tensor]:
     """The batch on ``device``, transformed, its image channels-last when asked (the transform's resampling
     returns contiguous images, and a model with channels-last weights is fastest on channels-last input)."""
-    out = transform(to_device(batch, device, channels_last), train=train)
+    out = transform(to_device(batch, device), train=train)
     if channels_last and "image" in out:
         out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
     return out
